@@ -1,0 +1,114 @@
+"""The engine's error tree. Every error the engine raises derives from ``GraphFlowError``.
+
+::
+
+    GraphFlowError
+    ├── GraphValidationError      (also ValueError)     the graph is built wrong
+    ├── InvalidRouteError         (also ValueError)     a node routed to a node that does not exist
+    ├── InvalidNodeResultError    (also TypeError)      a node returned something unusable
+    ├── NodeError                                       a node raised; the original is __cause__
+    │   └── NodeTimeoutError      (also TimeoutError)   a node ran past its timeout
+    ├── RecursionLimitError       (also RecursionError) a run went deeper than its recursion limit
+    └── RunCancelledError                               the caller cancelled the run
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .journal import NodeRecord
+
+__all__ = [
+    "GraphFlowError",
+    "GraphValidationError",
+    "InvalidNodeResultError",
+    "InvalidRouteError",
+    "NodeError",
+    "NodeTimeoutError",
+    "RecursionLimitError",
+    "RunCancelledError",
+]
+
+
+class GraphFlowError(Exception):
+    """Base class of every error raised by the graph engine."""
+
+
+class GraphValidationError(GraphFlowError, ValueError):
+    """The graph definition is invalid; ``node`` names the node at fault, if any."""
+
+    def __init__(self, message: str, *, node: str | None = None) -> None:
+        super().__init__(message)
+        self.node = node
+
+
+class InvalidRouteError(GraphFlowError, ValueError):
+    """Node ``node`` routed to ``target``, which is not a node of the graph."""
+
+    def __init__(self, node: str, target: object, known: list[str]) -> None:
+        super().__init__(
+            f"node {node!r} routed to {target!r}, which is not a node of this graph; "
+            f"known nodes: {', '.join(sorted(known))}"
+        )
+        self.node = node
+        self.target = target
+
+
+class InvalidNodeResultError(GraphFlowError, TypeError):
+    """Node ``node`` returned a value that is not a dict, None or Command."""
+
+    def __init__(self, node: str, value: object, detail: str | None = None) -> None:
+        what = detail or (
+            f"returned {type(value).__name__}; a node must return a dict of updates, "
+            "None, or Command(update=..., goto=...)"
+        )
+        super().__init__(f"node {node!r} {what}")
+        self.node = node
+
+
+class NodeError(GraphFlowError):
+    """Node ``node`` raised; the original exception is chained as ``__cause__``."""
+
+    def __init__(self, node: str, run_id: str, attempt: int, message: str | None = None) -> None:
+        super().__init__(message or f"node {node!r} (run {run_id}, attempt {attempt}) failed")
+        self.node = node
+        self.run_id = run_id
+        self.attempt = attempt
+
+
+class NodeTimeoutError(NodeError, TimeoutError):
+    """Node ``node`` did not finish within its ``timeout`` seconds."""
+
+    def __init__(self, node: str, run_id: str, attempt: int, timeout: float) -> None:
+        super().__init__(
+            node,
+            run_id,
+            attempt,
+            f"node {node!r} (run {run_id}, attempt {attempt}) timed out after {timeout:g}s; "
+            "raise its timeout with add_node(..., timeout=...) if it needs longer",
+        )
+        self.timeout = timeout
+
+
+class RecursionLimitError(GraphFlowError, RecursionError):
+    """A run went deeper than ``limit`` causal steps; ``node`` would have run next."""
+
+    def __init__(self, node: str, limit: int) -> None:
+        super().__init__(
+            f"node {node!r} would run {limit + 1} steps deep, past the recursion limit of "
+            f"{limit}; look for a loop without an exit, or pass invoke(..., recursion_limit=N)"
+        )
+        self.node = node
+        self.limit = limit
+
+
+class RunCancelledError(GraphFlowError):
+    """The run was cancelled; ``completed`` holds the records of the node runs that finished."""
+
+    def __init__(self, completed: list[NodeRecord]) -> None:
+        super().__init__(
+            f"the run was cancelled after {len(completed)} node runs completed; "
+            "resume it with invoke(..., journal=completed)"
+        )
+        self.completed = completed
