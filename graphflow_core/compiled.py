@@ -6,7 +6,6 @@ import asyncio
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .errors import GraphValidationError
@@ -17,6 +16,7 @@ from .journal import NodeRecord
 from .mermaid import render_mermaid
 from .reducers import Reducer, reducer_name
 from .topology import Topology
+from .workers import WorkerPool
 
 __all__ = ["DEFAULT_RECURSION_LIMIT", "CompiledGraph"]
 
@@ -49,7 +49,7 @@ class CompiledGraph:
         self._max_concurrent = max_concurrent
         self._topology = Topology(self._nodes, self._edges)
         self._has_async = any(spec.is_async for spec in self._nodes.values())
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: WorkerPool | None = None
         self._pool_lock = threading.Lock()
 
     # -- introspection -----------------------------------------------------------------------
@@ -117,7 +117,20 @@ class CompiledGraph:
         except RuntimeError:
             return asyncio.run(AsyncDriver(**kwargs).run())
         # Called from inside an event loop: run ours on a thread rather than nest loops.
-        return self._pool_executor().submit(asyncio.run, AsyncDriver(**kwargs).run()).result()
+        outcome: list[Any] = []
+
+        def run_loop() -> None:
+            try:
+                outcome.append(asyncio.run(AsyncDriver(**kwargs).run()))
+            except BaseException as exc:
+                outcome.append(_Failure(exc))
+
+        thread = threading.Thread(target=run_loop, name="graphflow-loop")
+        thread.start()
+        thread.join()
+        if isinstance(outcome[0], _Failure):
+            raise outcome[0].error
+        return outcome[0]
 
     async def ainvoke(
         self,
@@ -231,12 +244,12 @@ class CompiledGraph:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _pool_executor(self) -> ThreadPoolExecutor:
+    def _pool_executor(self) -> WorkerPool:
         if self._pool is None:
             with self._pool_lock:
                 if self._pool is None:
                     threads = max(DEFAULT_THREADS, self._max_concurrent or 0)
-                    self._pool = ThreadPoolExecutor(threads, thread_name_prefix="graphflow")
+                    self._pool = WorkerPool(threads)
         return self._pool
 
     def _driver_kwargs(

@@ -14,7 +14,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .command import normalize_result
@@ -25,6 +24,7 @@ from .journal import NodeRecord
 from .reducers import Reducer
 from .scheduler import Activation, RunScheduler
 from .topology import Topology
+from .workers import WorkerPool
 
 EventCallback = Callable[[NodeEvent], None]
 
@@ -50,7 +50,7 @@ class _Driver:
         on_event: EventCallback | None,
         cancel: threading.Event | None,
         max_concurrent: int | None,
-        pool: ThreadPoolExecutor,
+        pool: WorkerPool,
     ) -> None:
         self.nodes = nodes
         self.on_event = on_event
@@ -108,11 +108,18 @@ class _Driver:
                     self.on_event(event)
                 except Exception as exc:
                     raise _callback_failure(act, exc) from exc
-            self.sched.complete(act, update, goto)
         except GraphFlowError as exc:
             self.sched.finished(act)
-            if self.error is None:
-                self.error = exc
+            self._fail_run(exc)
+            return
+        try:
+            self.sched.complete(act, update, goto)
+        except GraphFlowError as exc:
+            self._fail_run(exc)
+
+    def _fail_run(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
 
     def failed(self, act: Activation, started_at: float, exc: BaseException) -> None:
         """Retry the attempt if its policy says so, else fail the run."""
@@ -339,8 +346,7 @@ class AsyncDriver(_Driver):
                 if spec.is_async:
                     result = await spec.fn(arg)
                 else:
-                    loop = asyncio.get_running_loop()
-                    result = await loop.run_in_executor(self.pool, spec.fn, arg)
+                    result = await _in_thread(self.pool, spec.fn, arg)
         except TimeoutError as exc:
             outcome: tuple[bool, Any] = (
                 False,
@@ -352,6 +358,30 @@ class AsyncDriver(_Driver):
             outcome = (True, result)
         self._done.append((act, started_at, *outcome))
         self._wake.set()
+
+
+async def _in_thread(pool: WorkerPool, fn: Callable[[Any], Any], arg: Any) -> Any:
+    """Await ``fn(arg)`` run on a pool thread."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not future.done():
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    def call() -> None:
+        try:
+            result = fn(arg)
+        except BaseException as exc:
+            loop.call_soon_threadsafe(settle, False, exc)
+        else:
+            loop.call_soon_threadsafe(settle, True, result)
+
+    pool.submit(call)
+    return await future
 
 
 def _ids(act: Activation) -> tuple[str, ...]:

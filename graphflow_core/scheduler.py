@@ -81,16 +81,10 @@ def _by_key(act: Activation) -> tuple[int, ...]:
     return act.key
 
 
-class _Latest:
-    """Heap entry that pops the activation with the largest key first."""
-
-    __slots__ = ("act",)
-
-    def __init__(self, act: Activation) -> None:
-        self.act = act
-
-    def __lt__(self, other: _Latest) -> bool:
-        return self.act.key > other.act.key
+def _latest_first(act: Activation) -> tuple[tuple[int, ...], int, Activation]:
+    """A min-heap entry that pops the largest key first: negate each part, then end with a
+    sentinel 1 so that a key pops before its own prefix."""
+    return ((*[-part for part in act.key], 1), id(act), act)
 
 
 class RunScheduler:
@@ -166,6 +160,8 @@ class RunScheduler:
             InvalidRouteError: a route names a node that does not exist.
             RecursionLimitError: a child would run deeper than the recursion limit.
         """
+        for target in goto:
+            self._check_target(act, target.node if isinstance(target, Send) else target)
         act.update = update
         act.goto = goto
         self.completed.append(act)
@@ -179,11 +175,9 @@ class RunScheduler:
         for index, target in enumerate(routes):
             key = (*act.key[:-1], act.key[-1] + 1) if count == 1 else (*act.key, index, 0)
             if isinstance(target, Send):
-                self._check_target(act, target.node)
                 self._fire(Activation(target.node, key, [act], depth, target.payload, True))
                 children += 1
                 continue
-            self._check_target(act, target)
             waiting = self._pending.get(target)
             if waiting is None:
                 self._pending[target] = Activation(target, key, [act], depth)
@@ -230,10 +224,9 @@ class RunScheduler:
         node = act.node
         self._active[node] = self._active.get(node, 0) + 1
         if self._pending:
-            reachers = self._topology.reachers
-            for waiting in self._pending:
-                if node in reachers[waiting]:
-                    self._blockers[waiting] += 1
+            blockers = self._blockers
+            for waiting in self._topology.reached_by(node, self._pending):
+                blockers[waiting] += 1
 
     def _deactivate(self, node: str) -> None:
         left = self._active[node] - 1
@@ -242,10 +235,9 @@ class RunScheduler:
         else:
             del self._active[node]
         if self._pending:
-            reachers = self._topology.reachers
-            for waiting in self._pending:
-                if node in reachers[waiting]:
-                    self._blockers[waiting] -= 1
+            blockers = self._blockers
+            for waiting in self._topology.reached_by(node, self._pending):
+                blockers[waiting] -= 1
 
     def _started(self, act: Activation) -> None:
         """``act`` no longer needs its parents' states; free those no child needs any more."""
@@ -262,21 +254,28 @@ class RunScheduler:
         return sum(active.get(name, 0) for name in reachers)
 
     def _fire_unblocked_joins(self) -> None:
+        """Fire every waiting join that nothing active or waiting may still route to.
+
+        One pass in key order suffices: a join that fires becomes active, and so blocks any
+        later candidate it may reach through the counters.
+        """
         blockers = self._blockers
-        while True:
-            candidates = [w for n, w in self._pending.items() if not blockers[n]]
-            if not candidates:
-                return
-            candidates.sort(key=lambda w: w.key)
-            for waiting in candidates:
-                if not self._waits_for_other_join(waiting):
-                    break
-            else:
-                if self._active:
-                    return
-                # Nothing runs, and the waiting joins all wait on each other (a cycle of
-                # wildcards): the earliest goes first, so a run never stalls.
-                waiting = candidates[0]
+        candidates = [w for n, w in self._pending.items() if not blockers[n]]
+        if not candidates:
+            return
+        if len(candidates) > 1:
+            candidates.sort(key=_by_key)
+        fired = False
+        for waiting in candidates:
+            if not blockers[waiting.node] and not self._waits_for_other_join(waiting):
+                del self._pending[waiting.node]
+                del blockers[waiting.node]
+                self._fire(waiting)
+                fired = True
+        if not fired and not self._active:
+            # Nothing runs, and the waiting joins all wait on each other (a cycle through
+            # wildcards): the earliest goes first, so a run never stalls.
+            waiting = candidates[0]
             del self._pending[waiting.node]
             del blockers[waiting.node]
             self._fire(waiting)
@@ -287,15 +286,21 @@ class RunScheduler:
         The join that reaches the other more surely (declared routes beat wildcard guesses)
         goes first; between equals, the earlier key goes first.
         """
-        strength = self._topology.strength
+        topology = self._topology
         node = waiting.node
-        for other in self._pending.values():
+        pending = self._pending
+        reachers = topology.reachers[node]
+        others = (
+            [n for n in reachers if n in pending]
+            if len(reachers) < len(pending)
+            else [n for n in pending if n in reachers]
+        )
+        for other_node in others:
+            other = pending[other_node]
             if other is waiting:
                 continue
-            inbound = strength(other.node, node)
-            if not inbound:
-                continue
-            outbound = strength(node, other.node)
+            inbound = topology.strength(other_node, node)
+            outbound = topology.strength(node, other_node)
             if inbound > outbound or (inbound == outbound and other.key < waiting.key):
                 return True
         return False
@@ -320,21 +325,21 @@ class RunScheduler:
         """
         if len(frontier) == 1 and frontier[0].view is not None:
             return self._post(frontier[0])
-        heap = [_Latest(act) for act in dict.fromkeys(frontier)]
+        heap = [_latest_first(act) for act in dict.fromkeys(frontier)]
         heapq.heapify(heap)
-        seen = {id(entry.act) for entry in heap}
+        seen = {entry[1] for entry in heap}
         walked: list[Activation] = []
         base: dict[str, Any] = self._input
         while heap:
-            if len(heap) == 1 and heap[0].act.view is not None:
-                base = self._post(heap[0].act)
+            if len(heap) == 1 and heap[0][2].view is not None:
+                base = self._post(heap[0][2])
                 break
-            act = heapq.heappop(heap).act
+            act = heapq.heappop(heap)[2]
             walked.append(act)
             for parent in act.parents:
                 if id(parent) not in seen:
                     seen.add(id(parent))
-                    heapq.heappush(heap, _Latest(parent))
+                    heapq.heappush(heap, _latest_first(parent))
         builder = StateBuilder(base, self._reducers)
         for act in reversed(walked):
             builder.apply(act.update)
