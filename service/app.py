@@ -1,0 +1,78 @@
+"""The FastAPI application: ``create_app(settings)`` wires storage, workflows, runner, routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from service.body_limit import BodyLimitMiddleware
+from service.catalog import Catalog
+from service.errors import ServiceError
+from service.migrations import upgrade
+from service.registry import discover
+from service.routes import graphs, health, runs
+from service.runner import RunManager
+from service.settings import Settings
+from service.store import SqlRunStore
+from service.streams import Notifier
+
+log = logging.getLogger("graphflow.service")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Migrate the DB, load workflows, start the runner (resuming orphaned runs); stop it."""
+    settings: Settings = app.state.settings
+    store = SqlRunStore(settings.database_url, pool_size=settings.db_pool_size)
+    try:
+        await run_in_threadpool(upgrade, store.write_engine)
+        workflows = await run_in_threadpool(discover, settings.workflow_packages)
+        notifier = Notifier()
+        notifier.bind(asyncio.get_running_loop())
+        runner = RunManager(store, workflows, settings, notifier.notify)
+        app.state.store = store
+        app.state.catalog = Catalog(workflows)
+        app.state.notifier = notifier
+        app.state.runner = runner
+        await run_in_threadpool(runner.start)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(runner.stop, settings.shutdown_grace_seconds)
+    finally:
+        store.close()
+
+
+async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+
+async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error", exc_info=exc)
+    return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; ``settings`` default to the ``GRAPHFLOW_*`` environment."""
+    settings = settings or Settings()
+    app = FastAPI(
+        title="GraphFlow",
+        version="0.1.0",
+        summary="Run registered GraphFlow graphs durably; poll or stream their progress.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.include_router(health.router)
+    app.include_router(graphs.router)
+    app.include_router(runs.router)
+    return app

@@ -1,0 +1,45 @@
+"""FastAPI dependencies: the app-wide objects created in the lifespan."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.catalog import Catalog
+from service.runner import RunManager
+from service.settings import Settings
+from service.store import RunStore
+from service.streams import Notifier
+
+
+def get_store(request: Request) -> RunStore:
+    store: RunStore = request.app.state.store
+    return store
+
+
+def get_catalog(request: Request) -> Catalog:
+    catalog: Catalog = request.app.state.catalog
+    return catalog
+
+
+def get_runner(request: Request) -> RunManager:
+    runner: RunManager = request.app.state.runner
+    return runner
+
+
+def get_notifier(request: Request) -> Notifier:
+    notifier: Notifier = request.app.state.notifier
+    return notifier
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+StoreDep = Annotated[RunStore, Depends(get_store)]
+CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+RunnerDep = Annotated[RunManager, Depends(get_runner)]
+NotifierDep = Annotated[Notifier, Depends(get_notifier)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]

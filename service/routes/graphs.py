@@ -1,0 +1,27 @@
+"""Registered graphs."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.deps import CatalogDep
+from service.schemas import ErrorPublic, GraphDetail, GraphSummary
+
+router = APIRouter(prefix="/graphs", tags=["graphs"])
+
+
+@router.get("", operation_id="list_graphs", response_model=list[GraphSummary])
+def list_graphs(catalog: CatalogDep) -> list[GraphSummary]:
+    """List the registered graphs."""
+    return catalog.summaries()
+
+
+@router.get(
+    "/{name}",
+    operation_id="get_graph",
+    response_model=GraphDetail,
+    responses={404: {"model": ErrorPublic}},
+)
+def get_graph(name: str, catalog: CatalogDep) -> GraphDetail:
+    """Describe one graph: nodes, edges, reducers, input schema and a mermaid diagram."""
+    return catalog.detail(name)

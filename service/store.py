@@ -1,0 +1,409 @@
+"""The run store: every SQL statement of the service lives here.
+
+``RunStore`` is the seam (a Protocol); ``SqlRunStore`` implements it on SQLAlchemy for SQLite and
+Postgres. Writes are short transactions; on SQLite they are additionally serialized in-process
+with a lock (and across processes by ``BEGIN IMMEDIATE``), so they never see "database is locked".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Engine, and_, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db import is_sqlite, make_engine
+from service.models import NodeRun, Run, RunEvent, utcnow
+
+ACTIVE = ("queued", "running")
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class NodeEventWrite:
+    """One engine node event to persist: the node-run row change plus its stream event."""
+
+    type: str  # node_started | node_completed | node_failed
+    activation_id: str
+    node: str
+    status: str  # running | succeeded | failed
+    attempt: int
+    parents: Sequence[str]
+    started_at: datetime
+    finished_at: datetime | None
+    duration_ms: float | None
+    update: dict[str, Any] | None
+    goto: list[Any] | None
+    error: dict[str, Any] | None
+    data: dict[str, Any]
+
+
+class RunStore(Protocol):
+    """What the service needs from storage."""
+
+    def ping(self) -> None: ...
+    def close(self) -> None: ...
+    def create_run(
+        self,
+        *,
+        run_id: str,
+        graph: str,
+        input: dict[str, Any],
+        max_concurrent: int | None,
+        idempotency_key: str | None,
+        owner_id: str,
+        lease_seconds: float,
+    ) -> tuple[Run, bool]: ...
+    def get_run(self, run_id: str) -> Run | None: ...
+    def get_run_by_idempotency_key(self, key: str) -> Run | None: ...
+    def node_runs(self, run_id: str) -> list[NodeRun]: ...
+    def list_runs(
+        self,
+        *,
+        graph: str | None,
+        status: str | None,
+        limit: int,
+        before: tuple[datetime, str] | None,
+    ) -> list[Run]: ...
+    def claim_run(self, run_id: str, owner_id: str, lease_seconds: float) -> Run | None: ...
+    def record_node_event(self, run_id: str, write: NodeEventWrite) -> int: ...
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        output: dict[str, Any] | None,
+        error: dict[str, Any] | None,
+    ) -> int | None: ...
+    def cancel_queued(self, run_id: str) -> bool: ...
+    def request_cancel(self, run_id: str) -> None: ...
+    def renew_leases(self, owner_id: str, lease_seconds: float) -> list[str]: ...
+    def release_leases(self, owner_id: str) -> None: ...
+    def expired_runs(self) -> list[str]: ...
+    def take_over(
+        self, run_id: str, owner_id: str, lease_seconds: float, max_attempts: int
+    ) -> Run | None: ...
+    def journal(self, run_id: str) -> list[dict[str, Any]]: ...
+    def events_after(self, run_id: str, after: int, limit: int = 500) -> list[RunEvent]: ...
+
+
+class SqlRunStore:
+    """``RunStore`` on SQLAlchemy (SQLite or Postgres)."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.sqlite = is_sqlite(url)
+        self.write_engine: Engine = make_engine(url, write=True, pool_size=pool_size)
+        self.read_engine: Engine = (
+            make_engine(url, write=False, pool_size=pool_size) if self.sqlite else self.write_engine
+        )
+        self._write_session = sessionmaker(self.write_engine, expire_on_commit=False)
+        self._read_session = sessionmaker(self.read_engine, expire_on_commit=False)
+        self._lock: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if self.sqlite else contextlib.nullcontext()
+        )
+
+    # -- plumbing -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Session]:
+        with self._lock, self._write_session.begin() as session:
+            yield session
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Session]:
+        with self._read_session() as session:
+            yield session
+
+    def ping(self) -> None:
+        with self.read_engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def close(self) -> None:
+        self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            self.read_engine.dispose()
+
+    @staticmethod
+    def _next_seq(session: Session, run_id: str) -> int:
+        seq = session.execute(
+            update(Run)
+            .where(Run.id == run_id)
+            .values(last_seq=Run.last_seq + 1)
+            .returning(Run.last_seq)
+        ).scalar_one()
+        return int(seq)
+
+    @staticmethod
+    def _add_event(session: Session, run_id: str, type_: str, data: dict[str, Any]) -> int:
+        seq = SqlRunStore._next_seq(session, run_id)
+        session.add(RunEvent(run_id=run_id, seq=seq, type=type_, data=data, created_at=utcnow()))
+        return seq
+
+    # -- runs -----------------------------------------------------------------------------
+    def create_run(
+        self,
+        *,
+        run_id: str,
+        graph: str,
+        input: dict[str, Any],
+        max_concurrent: int | None,
+        idempotency_key: str | None,
+        owner_id: str,
+        lease_seconds: float,
+    ) -> tuple[Run, bool]:
+        now = utcnow()
+        run = Run(
+            id=run_id,
+            graph=graph,
+            status="queued",
+            input=input,
+            max_concurrent=max_concurrent,
+            idempotency_key=idempotency_key,
+            created_at=now,
+            owner_id=owner_id,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            recovery_attempts=0,
+            cancel_requested=False,
+            last_seq=0,
+        )
+        try:
+            with self._write() as session:
+                session.add(run)
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            existing = self.get_run_by_idempotency_key(idempotency_key)
+            if existing is None:  # pragma: no cover - the winner rolled back; extremely rare
+                raise
+            return existing, False
+        return run, True
+
+    def get_run(self, run_id: str) -> Run | None:
+        with self._read() as session:
+            return session.get(Run, run_id)
+
+    def get_run_by_idempotency_key(self, key: str) -> Run | None:
+        with self._read() as session:
+            return session.scalars(select(Run).where(Run.idempotency_key == key)).first()
+
+    def node_runs(self, run_id: str) -> list[NodeRun]:
+        with self._read() as session:
+            stmt = select(NodeRun).where(NodeRun.run_id == run_id).order_by(NodeRun.seq)
+            return list(session.scalars(stmt))
+
+    def list_runs(
+        self,
+        *,
+        graph: str | None,
+        status: str | None,
+        limit: int,
+        before: tuple[datetime, str] | None,
+    ) -> list[Run]:
+        stmt = select(Run)
+        if graph is not None:
+            stmt = stmt.where(Run.graph == graph)
+        if status is not None:
+            stmt = stmt.where(Run.status == status)
+        if before is not None:
+            created, run_id = before
+            stmt = stmt.where(
+                or_(Run.created_at < created, and_(Run.created_at == created, Run.id < run_id))
+            )
+        stmt = stmt.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit)
+        with self._read() as session:
+            return list(session.scalars(stmt))
+
+    # -- execution ------------------------------------------------------------------------
+    def claim_run(self, run_id: str, owner_id: str, lease_seconds: float) -> Run | None:
+        """queued -> running (emitting run_started), or keep a running run we own (resume)."""
+        now = utcnow()
+        lease = now + timedelta(seconds=lease_seconds)
+        with self._write() as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                return None
+            if run.status == "queued":
+                run.status = "running"
+                run.started_at = now
+                run.owner_id = owner_id
+                run.lease_expires_at = lease
+                session.flush()
+                self._add_event(
+                    session,
+                    run_id,
+                    "run_started",
+                    {
+                        "graph": run.graph,
+                        "started_at": now.isoformat(),
+                    },
+                )
+                return run
+            if run.status == "running" and run.owner_id == owner_id:
+                run.lease_expires_at = lease
+                return run
+            return None
+
+    def record_node_event(self, run_id: str, write: NodeEventWrite) -> int:
+        """Persist a node event (row change + stream event) in one transaction; return its seq."""
+        with self._write() as session:
+            seq = self._add_event(session, run_id, write.type, write.data)
+            row = session.get(NodeRun, (run_id, write.activation_id))
+            if row is None:
+                row = NodeRun(run_id=run_id, activation_id=write.activation_id, seq=seq)
+                session.add(row)
+            row.node = write.node
+            row.status = write.status
+            row.attempt = write.attempt
+            row.parents = list(write.parents)
+            row.started_at = write.started_at
+            row.finished_at = write.finished_at
+            row.duration_ms = write.duration_ms
+            row.update = write.update
+            row.goto = write.goto
+            row.error = write.error
+            if write.status == "succeeded":
+                row.completed_seq = seq
+            return seq
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        output: dict[str, Any] | None,
+        error: dict[str, Any] | None,
+    ) -> int | None:
+        """Move an active run to a terminal status, with its event; None if it already ended."""
+        now = utcnow()
+        with self._write() as session:
+            run = session.get(Run, run_id)
+            if run is None or run.status not in ACTIVE:
+                return None
+            run.status = status
+            run.output = output
+            run.error = error
+            run.finished_at = now
+            run.lease_expires_at = None
+            session.flush()
+            data: dict[str, Any] = {"status": status, "finished_at": now.isoformat()}
+            if run.started_at is not None:
+                data["duration_ms"] = (now - run.started_at).total_seconds() * 1000
+            if status == "succeeded":
+                data["output"] = output
+            elif error is not None:
+                data["error"] = error
+            return self._add_event(session, run_id, f"run_{status}", data)
+
+    def cancel_queued(self, run_id: str) -> bool:
+        with self._write() as session:
+            run = session.get(Run, run_id)
+            if run is None or run.status != "queued":
+                return False
+        return self.finish_run(run_id, "cancelled", output=None, error=None) is not None
+
+    def request_cancel(self, run_id: str) -> None:
+        with self._write() as session:
+            session.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.status.in_(ACTIVE))
+                .values(cancel_requested=True)
+            )
+
+    # -- leases and recovery --------------------------------------------------------------
+    def renew_leases(self, owner_id: str, lease_seconds: float) -> list[str]:
+        """Extend our active leases; return our active runs whose cancel was requested."""
+        lease = utcnow() + timedelta(seconds=lease_seconds)
+        with self._write() as session:
+            session.execute(
+                update(Run)
+                .where(Run.owner_id == owner_id, Run.status.in_(ACTIVE))
+                .values(lease_expires_at=lease)
+            )
+            stmt = select(Run.id).where(
+                Run.owner_id == owner_id, Run.status.in_(ACTIVE), Run.cancel_requested.is_(True)
+            )
+            return list(session.scalars(stmt))
+
+    def release_leases(self, owner_id: str) -> None:
+        with self._write() as session:
+            session.execute(
+                update(Run)
+                .where(Run.owner_id == owner_id, Run.status.in_(ACTIVE))
+                .values(lease_expires_at=utcnow())
+            )
+
+    def expired_runs(self) -> list[str]:
+        stmt = (
+            select(Run.id)
+            .where(
+                Run.status.in_(ACTIVE),
+                or_(Run.lease_expires_at.is_(None), Run.lease_expires_at < utcnow()),
+            )
+            .order_by(Run.created_at)
+        )
+        with self._read() as session:
+            return list(session.scalars(stmt))
+
+    def take_over(
+        self, run_id: str, owner_id: str, lease_seconds: float, max_attempts: int
+    ) -> Run | None:
+        """Claim an active run whose lease expired; fail it after ``max_attempts`` resumptions."""
+        now = utcnow()
+        with self._write() as session:
+            run = session.get(Run, run_id)
+            if run is None or run.status not in ACTIVE:
+                return None
+            if run.lease_expires_at is not None and run.lease_expires_at >= now:
+                return None
+            run.owner_id = owner_id
+            run.lease_expires_at = now + timedelta(seconds=lease_seconds)
+            if run.status == "running":
+                run.recovery_attempts += 1
+            give_up = run.recovery_attempts > max_attempts
+        if give_up:
+            self.finish_run(
+                run_id,
+                "failed",
+                output=None,
+                error={
+                    "type": "RecoveryLimitExceeded",
+                    "message": f"run was interrupted {max_attempts + 1} times; giving up",
+                    "node": None,
+                },
+            )
+            return None
+        return run
+
+    def journal(self, run_id: str) -> list[dict[str, Any]]:
+        """Completed node runs as ``NodeRecord.to_dict()`` dicts, in completion order."""
+        stmt = (
+            select(NodeRun)
+            .where(NodeRun.run_id == run_id, NodeRun.status == "succeeded")
+            .order_by(NodeRun.completed_seq)
+        )
+        with self._read() as session:
+            return [
+                {
+                    "run_id": r.activation_id,
+                    "node": r.node,
+                    "update": r.update or {},
+                    "goto": r.goto or [],
+                }
+                for r in session.scalars(stmt)
+            ]
+
+    def events_after(self, run_id: str, after: int, limit: int = 500) -> list[RunEvent]:
+        stmt = (
+            select(RunEvent)
+            .where(RunEvent.run_id == run_id, RunEvent.seq > after)
+            .order_by(RunEvent.seq)
+            .limit(limit)
+        )
+        with self._read() as session:
+            return list(session.scalars(stmt))
