@@ -92,6 +92,7 @@ class CompiledGraph:
         journal: Iterable[NodeRecord] = (),
         cancel: threading.Event | None = None,
         max_concurrent: int | None = None,
+        max_node_runs: int | None = None,
     ) -> dict[str, Any]:
         """Run the graph on ``state`` and return the final state. ``state`` is not mutated.
 
@@ -104,11 +105,12 @@ class CompiledGraph:
             NodeTimeoutError: a node ran past its timeout.
             InvalidNodeResultError, InvalidRouteError: a node returned something unusable.
             RecursionLimitError: the run went deeper than ``recursion_limit``.
+            NodeRunLimitError: the run would start more than ``max_node_runs`` node runs.
             RunCancelledError: ``cancel`` was set.
             GraphValidationError: ``state`` is not a mapping or a limit is below 1.
         """
         kwargs = self._driver_kwargs(
-            state, recursion_limit, on_event, journal, cancel, max_concurrent
+            state, recursion_limit, on_event, journal, cancel, max_concurrent, max_node_runs
         )
         if not self._has_async:
             return SyncDriver(**kwargs).run()
@@ -141,6 +143,7 @@ class CompiledGraph:
         journal: Iterable[NodeRecord] = (),
         cancel: threading.Event | None = None,
         max_concurrent: int | None = None,
+        max_node_runs: int | None = None,
     ) -> dict[str, Any]:
         """Async ``invoke``: async nodes run on this loop, sync nodes on threads.
 
@@ -148,7 +151,7 @@ class CompiledGraph:
         """
         cancel = cancel or threading.Event()
         kwargs = self._driver_kwargs(
-            state, recursion_limit, on_event, journal, cancel, max_concurrent
+            state, recursion_limit, on_event, journal, cancel, max_concurrent, max_node_runs
         )
         if self._has_async:
             return await AsyncDriver(**kwargs).run()
@@ -260,6 +263,7 @@ class CompiledGraph:
         journal: Iterable[NodeRecord],
         cancel: threading.Event | None,
         max_concurrent: int | None,
+        max_node_runs: int | None,
     ) -> dict[str, Any]:
         if not isinstance(state, Mapping):
             raise GraphValidationError(
@@ -268,8 +272,9 @@ class CompiledGraph:
         limit = DEFAULT_RECURSION_LIMIT if recursion_limit is None else recursion_limit
         if limit < 1:
             raise GraphValidationError(f"recursion_limit must be >= 1, got {limit}")
-        if max_concurrent is not None and max_concurrent < 1:
-            raise GraphValidationError(f"max_concurrent must be >= 1, got {max_concurrent}")
+        for name, value in (("max_concurrent", max_concurrent), ("max_node_runs", max_node_runs)):
+            if value is not None and value < 1:
+                raise GraphValidationError(f"{name} must be >= 1, got {value}")
         return {
             "nodes": self._nodes,
             "topology": self._topology,
@@ -282,6 +287,7 @@ class CompiledGraph:
             "cancel": cancel,
             "max_concurrent": max_concurrent or self._max_concurrent,
             "pool": self._pool_executor(),
+            "max_node_runs": max_node_runs,
         }
 
 

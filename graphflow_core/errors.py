@@ -9,6 +9,7 @@
     ├── NodeError                                       a node raised; the original is __cause__
     │   └── NodeTimeoutError      (also TimeoutError)   a node ran past its timeout
     ├── RecursionLimitError       (also RecursionError) a run went deeper than its recursion limit
+    ├── NodeRunLimitError                               a run started more node runs than allowed
     └── RunCancelledError                               the caller cancelled the run
 """
 
@@ -25,6 +26,7 @@ __all__ = [
     "InvalidNodeResultError",
     "InvalidRouteError",
     "NodeError",
+    "NodeRunLimitError",
     "NodeTimeoutError",
     "RecursionLimitError",
     "RunCancelledError",
@@ -98,6 +100,18 @@ class RecursionLimitError(GraphFlowError, RecursionError):
         super().__init__(
             f"node {node!r} would run {limit + 1} steps deep, past the recursion limit of "
             f"{limit}; look for a loop without an exit, or pass invoke(..., recursion_limit=N)"
+        )
+        self.node = node
+        self.limit = limit
+
+
+class NodeRunLimitError(GraphFlowError):
+    """A run would start more than ``limit`` node runs; ``node`` would have been the next."""
+
+    def __init__(self, node: str, limit: int) -> None:
+        super().__init__(
+            f"node {node!r} would be node run number {limit + 1}, past the limit of {limit} "
+            "node runs per run; fan out less, or raise invoke(..., max_node_runs=N)"
         )
         self.node = node
         self.limit = limit

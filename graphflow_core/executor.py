@@ -51,6 +51,7 @@ class _Driver:
         cancel: threading.Event | None,
         max_concurrent: int | None,
         pool: WorkerPool,
+        max_node_runs: int | None = None,
     ) -> None:
         self.nodes = nodes
         self.on_event = on_event
@@ -62,7 +63,9 @@ class _Driver:
         # (due time, sequence, activation, attempt) of retries waiting for their backoff
         self.retries: list[tuple[float, int, Activation, Any]] = []
         self._sequence = 0
-        self.sched = RunScheduler(topology, entry_point, reducers, state, recursion_limit, journal)
+        self.sched = RunScheduler(
+            topology, entry_point, reducers, state, recursion_limit, journal, max_node_runs
+        )
 
     # -- shared decisions --------------------------------------------------------------------
 
@@ -80,12 +83,22 @@ class _Driver:
             self.error = exc
             return None
 
-    def started(self, act: Activation) -> float:
+    def started(self, act: Activation) -> float | None:
+        """Count ``act`` as running and announce it; None if the announcement was refused."""
         act.attempt += 1
-        self.running += 1
         now = time.monotonic()
         if self.on_event is not None:
-            self._emit(NodeEvent(EventKind.STARTED, act.id, act.node, _ids(act), act.attempt, now))
+            try:
+                self.on_event(
+                    NodeEvent(EventKind.STARTED, act.id, act.node, _ids(act), act.attempt, now)
+                )
+            except Exception as exc:
+                self.sched.finished(act)
+                error = _callback_failure(act, exc, "was not started")
+                error.__cause__ = exc
+                self._fail_run(error)
+                return None
+        self.running += 1
         return now
 
     def succeeded(self, act: Activation, started_at: float, result: Any) -> None:
@@ -107,7 +120,9 @@ class _Driver:
                 try:
                     self.on_event(event)
                 except Exception as exc:
-                    raise _callback_failure(act, exc) from exc
+                    raise _callback_failure(
+                        act, exc, "completed, but its result was rejected"
+                    ) from exc
         except GraphFlowError as exc:
             self.sched.finished(act)
             self._fail_run(exc)
@@ -258,6 +273,8 @@ class SyncDriver(_Driver):
             spec = self.nodes[act.node]
             if self.running == 0 and spec.timeout is None and not self.sched.has_ready():
                 started_at = self.started(act)
+                if started_at is None:
+                    return
                 try:
                     result = spec.fn(arg)
                 except Exception as exc:
@@ -270,6 +287,8 @@ class SyncDriver(_Driver):
     def _launch(self, act: Activation, arg: Any) -> None:
         spec = self.nodes[act.node]
         started_at = self.started(act)
+        if started_at is None:
+            return
         self._token += 1
         self._in_flight[self._token] = (act, started_at)
         self.pool.submit(_call_and_report, self._outcomes, self._token, spec.fn, arg)
@@ -335,6 +354,8 @@ class AsyncDriver(_Driver):
 
     def _launch(self, act: Activation, arg: Any) -> None:
         started_at = self.started(act)
+        if started_at is None:
+            return
         task = asyncio.get_running_loop().create_task(self._call(act, arg, started_at))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -388,10 +409,8 @@ def _ids(act: Activation) -> tuple[str, ...]:
     return tuple(parent.id for parent in act.parents)
 
 
-def _callback_failure(act: Activation, exc: Exception) -> NodeError:
+def _callback_failure(act: Activation, exc: Exception, what: str) -> NodeError:
+    """The error for an ``on_event`` callback that raised (say, an update it cannot store)."""
     return NodeError(
-        act.node,
-        act.id,
-        act.attempt,
-        f"node {act.node!r} (run {act.id}) completed, but its result was rejected: {exc}",
+        act.node, act.id, act.attempt, f"node {act.node!r} (run {act.id}) {what}: {exc}"
     )

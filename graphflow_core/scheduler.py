@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .command import Send, Target
-from .errors import InvalidRouteError, RecursionLimitError
+from .errors import InvalidRouteError, NodeRunLimitError, RecursionLimitError
 from .journal import NodeRecord
 from .reducers import Reducer, StateBuilder
 from .topology import Topology
@@ -98,11 +98,14 @@ class RunScheduler:
         state: Mapping[str, Any],
         recursion_limit: int,
         journal: Iterable[NodeRecord] = (),
+        max_node_runs: int | None = None,
     ) -> None:
         self._topology = topology
         self._reducers = reducers
         self._input: dict[str, Any] = dict(state)
         self._limit = recursion_limit
+        self._max_runs = max_node_runs
+        self._fired = 0
         self._journal = {record.run_id: record for record in journal}
         self._ready: deque[Activation] = deque()
         self._pending: dict[str, Activation] = {}
@@ -217,6 +220,9 @@ class RunScheduler:
     def _fire(self, act: Activation) -> None:
         if act.depth > self._limit:
             raise RecursionLimitError(act.node, self._limit)
+        self._fired += 1
+        if self._max_runs is not None and self._fired > self._max_runs:
+            raise NodeRunLimitError(act.node, self._max_runs)
         act.id = ".".join(map(str, act.key))
         if len(act.parents) > 1:
             act.parents.sort(key=_by_key)

@@ -9,6 +9,9 @@ import pytest
 
 from graphflow_core import Command, Send, StateGraph
 
+# A join that waits for a branch never taken would hang; fail fast instead.
+pytestmark = pytest.mark.timeout(30)
+
 
 def _sleep(seconds):
     threading.Event().wait(seconds)

@@ -8,6 +8,9 @@ import pytest
 
 from graphflow_core import Command, StateGraph
 
+# A join that waits for a branch never taken would hang; fail fast instead.
+pytestmark = pytest.mark.timeout(30)
+
 # --- inclusive join, run once ------------------------------------------------------------
 
 PROCESSORS = {
@@ -361,3 +364,46 @@ def test_command_without_update_only_routes():
         .compile()
     )
     assert app.invoke({"keep": 1}) == {"keep": 1, "x": True}
+
+
+def test_join_waits_for_an_undeclared_goto_node_still_running(call_log, make_appender):
+    # 'b' has no edges and declares no destinations, so it may goto anywhere: the join
+    # must not fire on 'a' alone while 'b' runs, or it would run twice.
+    import time
+
+    def b(state):
+        time.sleep(0.05)
+        return Command(update={"results": ["b"]}, goto="c")
+
+    graph = StateGraph(state_reducers={"results": "extend"})
+    graph.add_node("start", lambda s: Command(goto=["a", "b"]))
+    graph.add_node("a", make_appender("a", log=call_log)).add_edge("a", "join")
+    graph.add_node("b", b)
+    graph.add_node("c", make_appender("c", log=call_log)).add_edge("c", "join")
+    graph.add_node("join", make_appender("join", log=call_log))
+    result = graph.set_entry_point("start").compile().invoke({})
+
+    assert call_log.counts["join"] == 1
+    assert sorted(call_log.seen["join"][0]["results"]) == ["a", "b", "c"]
+    assert result["results"] == ["a", "b", "c", "join"]
+
+
+def test_parallel_sinks_without_edges_do_not_wait_for_each_other():
+    import time
+
+    started: dict[str, float] = {}
+
+    def sink(name):
+        def run(state):
+            started[name] = time.monotonic()
+            time.sleep(0.2)
+
+        return run
+
+    graph = StateGraph().add_node("start", lambda s: Command(goto=["x", "y", "z"]))
+    for name in "xyz":
+        graph.add_node(name, sink(name))
+    t0 = time.monotonic()
+    graph.set_entry_point("start").compile().invoke({})
+    assert time.monotonic() - t0 < 0.45
+    assert max(started.values()) - min(started.values()) < 0.1
