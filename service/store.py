@@ -12,9 +12,22 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Engine, and_, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,6 +36,45 @@ from service.models import NodeRun, Run, RunEvent, utcnow
 
 ACTIVE = ("queued", "running")
 TERMINAL = ("succeeded", "failed", "cancelled")
+
+# The hot write path runs prebuilt Core statements with parameters: building a statement per
+# call costs more than executing it.
+_runs = cast(Table, Run.__table__)
+_node_runs = cast(Table, NodeRun.__table__)
+_BUMP_SEQ = (
+    update(_runs)
+    .where(_runs.c.id == bindparam("run_id"))
+    .values(last_seq=_runs.c.last_seq + 1)
+    .returning(_runs.c.last_seq)
+)
+_INSERT_EVENT = insert(cast(Table, RunEvent.__table__))
+_INSERT_RUN = insert(_runs)
+_NODE_FIELDS = (
+    "node",
+    "status",
+    "attempt",
+    "parents",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "update",
+    "goto",
+    "error",
+    "completed_seq",
+)
+
+
+def _node_upsert(dialect_insert: Any) -> Any:
+    """Insert a node run, or update it in place on a retry (keeping its first ``seq``)."""
+    stmt = dialect_insert(_node_runs)
+    completed = _node_runs.c.completed_seq
+    return stmt.on_conflict_do_update(
+        index_elements=["run_id", "activation_id"],
+        set_={
+            **{f: stmt.excluded[f] for f in _NODE_FIELDS if f != "completed_seq"},
+            "completed_seq": func.coalesce(stmt.excluded.completed_seq, completed),
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -105,6 +157,7 @@ class SqlRunStore:
         )
         self._write_session = sessionmaker(self.write_engine, expire_on_commit=False)
         self._read_session = sessionmaker(self.read_engine, expire_on_commit=False)
+        self._upsert_node = _node_upsert(sqlite.insert if self.sqlite else postgresql.insert)
         self._lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if self.sqlite else contextlib.nullcontext()
         )
@@ -129,20 +182,22 @@ class SqlRunStore:
         if self.read_engine is not self.write_engine:
             self.read_engine.dispose()
 
-    @staticmethod
-    def _next_seq(session: Session, run_id: str) -> int:
-        seq = session.execute(
-            update(Run)
-            .where(Run.id == run_id)
-            .values(last_seq=Run.last_seq + 1)
-            .returning(Run.last_seq)
-        ).scalar_one()
-        return int(seq)
+    @contextlib.contextmanager
+    def _write_conn(self) -> Iterator[Connection]:
+        """A Core connection in a write transaction: the hot path skips the ORM's overhead."""
+        with self._lock, self.write_engine.begin() as conn:
+            yield conn
 
     @staticmethod
-    def _add_event(session: Session, run_id: str, type_: str, data: dict[str, Any]) -> int:
-        seq = SqlRunStore._next_seq(session, run_id)
-        session.add(RunEvent(run_id=run_id, seq=seq, type=type_, data=data, created_at=utcnow()))
+    def _add_event(
+        conn: Connection | Session, run_id: str, type_: str, data: dict[str, Any]
+    ) -> int:
+        """Append the run's next stream event (its seq is bumped in the same transaction)."""
+        seq = int(conn.execute(_BUMP_SEQ, {"run_id": run_id}).scalar_one())
+        conn.execute(
+            _INSERT_EVENT,
+            {"run_id": run_id, "seq": seq, "type": type_, "data": data, "created_at": utcnow()},
+        )
         return seq
 
     # -- runs -----------------------------------------------------------------------------
@@ -158,23 +213,23 @@ class SqlRunStore:
         lease_seconds: float,
     ) -> tuple[Run, bool]:
         now = utcnow()
-        run = Run(
-            id=run_id,
-            graph=graph,
-            status="queued",
-            input=input,
-            max_concurrent=max_concurrent,
-            idempotency_key=idempotency_key,
-            created_at=now,
-            owner_id=owner_id,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            recovery_attempts=0,
-            cancel_requested=False,
-            last_seq=0,
-        )
+        values = {
+            "id": run_id,
+            "graph": graph,
+            "status": "queued",
+            "input": input,
+            "max_concurrent": max_concurrent,
+            "idempotency_key": idempotency_key,
+            "created_at": now,
+            "owner_id": owner_id,
+            "lease_expires_at": now + timedelta(seconds=lease_seconds),
+            "recovery_attempts": 0,
+            "cancel_requested": False,
+            "last_seq": 0,
+        }
         try:
-            with self._write() as session:
-                session.add(run)
+            with self._write_conn() as conn:
+                conn.execute(_INSERT_RUN, values)
         except IntegrityError:
             if idempotency_key is None:
                 raise
@@ -182,7 +237,7 @@ class SqlRunStore:
             if existing is None:  # pragma: no cover - the winner rolled back; extremely rare
                 raise
             return existing, False
-        return run, True
+        return Run(**values), True
 
     def get_run(self, run_id: str) -> Run | None:
         with self._read() as session:
@@ -251,24 +306,27 @@ class SqlRunStore:
 
     def record_node_event(self, run_id: str, write: NodeEventWrite) -> int:
         """Persist a node event (row change + stream event) in one transaction; return its seq."""
-        with self._write() as session:
-            seq = self._add_event(session, run_id, write.type, write.data)
-            row = session.get(NodeRun, (run_id, write.activation_id))
-            if row is None:
-                row = NodeRun(run_id=run_id, activation_id=write.activation_id, seq=seq)
-                session.add(row)
-            row.node = write.node
-            row.status = write.status
-            row.attempt = write.attempt
-            row.parents = list(write.parents)
-            row.started_at = write.started_at
-            row.finished_at = write.finished_at
-            row.duration_ms = write.duration_ms
-            row.update = write.update
-            row.goto = write.goto
-            row.error = write.error
-            if write.status == "succeeded":
-                row.completed_seq = seq
+        with self._write_conn() as conn:
+            seq = self._add_event(conn, run_id, write.type, write.data)
+            conn.execute(
+                self._upsert_node,
+                {
+                    "run_id": run_id,
+                    "activation_id": write.activation_id,
+                    "seq": seq,
+                    "node": write.node,
+                    "status": write.status,
+                    "attempt": write.attempt,
+                    "parents": list(write.parents),
+                    "started_at": write.started_at,
+                    "finished_at": write.finished_at,
+                    "duration_ms": write.duration_ms,
+                    "update": write.update,
+                    "goto": write.goto,
+                    "error": write.error,
+                    "completed_seq": seq if write.status == "succeeded" else None,
+                },
+            )
             return seq
 
     def finish_run(
@@ -281,24 +339,29 @@ class SqlRunStore:
     ) -> int | None:
         """Move an active run to a terminal status, with its event; None if it already ended."""
         now = utcnow()
-        with self._write() as session:
-            run = session.get(Run, run_id)
-            if run is None or run.status not in ACTIVE:
+        with self._write_conn() as conn:
+            started_at = conn.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.status.in_(ACTIVE))
+                .values(
+                    status=status,
+                    output=output,
+                    error=error,
+                    finished_at=now,
+                    lease_expires_at=None,
+                )
+                .returning(Run.started_at)
+            ).first()
+            if started_at is None:
                 return None
-            run.status = status
-            run.output = output
-            run.error = error
-            run.finished_at = now
-            run.lease_expires_at = None
-            session.flush()
             data: dict[str, Any] = {"status": status, "finished_at": now.isoformat()}
-            if run.started_at is not None:
-                data["duration_ms"] = (now - run.started_at).total_seconds() * 1000
+            if started_at[0] is not None:
+                data["duration_ms"] = (now - started_at[0]).total_seconds() * 1000
             if status == "succeeded":
                 data["output"] = output
             elif error is not None:
                 data["error"] = error
-            return self._add_event(session, run_id, f"run_{status}", data)
+            return self._add_event(conn, run_id, f"run_{status}", data)
 
     def cancel_queued(self, run_id: str) -> bool:
         with self._write() as session:
