@@ -16,7 +16,7 @@ from .journal import NodeRecord
 from .mermaid import render_mermaid
 from .reducers import Reducer, reducer_name
 from .topology import Topology
-from .workers import WorkerPool
+from .workers import WorkerPool, call_in_thread
 
 __all__ = ["DEFAULT_RECURSION_LIMIT", "CompiledGraph"]
 
@@ -156,7 +156,7 @@ class CompiledGraph:
         if self._has_async:
             return await AsyncDriver(**kwargs).run()
         try:
-            return await asyncio.to_thread(lambda: SyncDriver(**kwargs).run())
+            return await call_in_thread(lambda: SyncDriver(**kwargs).run())
         except asyncio.CancelledError:
             cancel.set()
             raise

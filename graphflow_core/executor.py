@@ -24,7 +24,7 @@ from .journal import NodeRecord
 from .reducers import Reducer
 from .scheduler import Activation, RunScheduler
 from .topology import Topology
-from .workers import WorkerPool
+from .workers import WorkerPool, call_in_thread
 
 EventCallback = Callable[[NodeEvent], None]
 
@@ -367,7 +367,7 @@ class AsyncDriver(_Driver):
                 if spec.is_async:
                     result = await spec.fn(arg)
                 else:
-                    result = await _in_thread(self.pool, spec.fn, arg)
+                    result = await call_in_thread(spec.fn, arg, submit=self.pool.submit)
         except TimeoutError as exc:
             outcome: tuple[bool, Any] = (
                 False,
@@ -379,30 +379,6 @@ class AsyncDriver(_Driver):
             outcome = (True, result)
         self._done.append((act, started_at, *outcome))
         self._wake.set()
-
-
-async def _in_thread(pool: WorkerPool, fn: Callable[[Any], Any], arg: Any) -> Any:
-    """Await ``fn(arg)`` run on a pool thread."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-
-    def settle(ok: bool, value: Any) -> None:
-        if not future.done():
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
-
-    def call() -> None:
-        try:
-            result = fn(arg)
-        except BaseException as exc:
-            loop.call_soon_threadsafe(settle, False, exc)
-        else:
-            loop.call_soon_threadsafe(settle, True, result)
-
-    pool.submit(call)
-    return await future
 
 
 def _ids(act: Activation) -> tuple[str, ...]:

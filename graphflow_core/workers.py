@@ -9,6 +9,7 @@ blocks interpreter exit.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 from collections.abc import Callable
@@ -48,3 +49,36 @@ class WorkerPool:
             fn(*args)
             with lock:
                 self._idle += 1
+
+
+async def call_in_thread(
+    fn: Callable[..., Any], *args: Any, submit: Callable[..., None] | None = None
+) -> Any:
+    """Await ``fn(*args)`` run on another thread: via ``submit`` (a pool's), else a new one.
+
+    Unlike ``asyncio.to_thread`` this does not share the loop's small default executor, so
+    many concurrent runs never queue behind each other.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not future.done():
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    def call() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:
+            loop.call_soon_threadsafe(settle, False, exc)
+        else:
+            loop.call_soon_threadsafe(settle, True, result)
+
+    if submit is not None:
+        submit(call)
+    else:
+        threading.Thread(target=call, name="graphflow-run", daemon=True).start()
+    return await future

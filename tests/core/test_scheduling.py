@@ -365,3 +365,21 @@ def test_cancel_from_another_thread_lets_running_nodes_finish_and_starts_nothing
     assert call_log.counts["after_slow"] == 0
     assert call_log.counts["later"] == 0
     assert elapsed < 0.6
+
+
+def test_many_concurrent_ainvokes_of_a_sync_graph_do_not_queue_behind_each_other():
+    # asyncio.to_thread's default executor has a handful of threads; 40 runs would queue.
+    app = (
+        StateGraph()
+        .add_node("slow", lambda s: time.sleep(0.2) or {"done": s["i"]})
+        .set_entry_point("slow")
+        .compile()
+    )
+
+    async def main():
+        return await asyncio.gather(*(app.ainvoke({"i": i}) for i in range(40)))
+
+    t0 = time.monotonic()
+    results = asyncio.run(main())
+    assert time.monotonic() - t0 < 0.8
+    assert [r["done"] for r in results] == list(range(40))
