@@ -89,9 +89,7 @@ class _Driver:
         now = time.monotonic()
         if self.on_event is not None:
             try:
-                self.on_event(
-                    NodeEvent(EventKind.STARTED, act.id, act.node, _ids(act), act.attempt, now)
-                )
+                self.on_event(_event(EventKind.STARTED, act, now))
             except Exception as exc:
                 self.sched.finished(act)
                 error = _callback_failure(act, exc, "was not started")
@@ -106,19 +104,10 @@ class _Driver:
         try:
             update, goto = normalize_result(act.node, result)
             if self.on_event is not None:
-                event = NodeEvent(
-                    EventKind.COMPLETED,
-                    act.id,
-                    act.node,
-                    _ids(act),
-                    act.attempt,
-                    started_at,
-                    time.monotonic(),
-                    update,
-                    goto,
-                )
                 try:
-                    self.on_event(event)
+                    self.on_event(
+                        _event(EventKind.COMPLETED, act, started_at, update=update, goto=goto)
+                    )
                 except Exception as exc:
                     raise _callback_failure(
                         act, exc, "completed, but its result was rejected"
@@ -147,19 +136,10 @@ class _Driver:
             retry is not None and not self.stopping and retry.should_retry(act.attempt, cause)
         )
         if self.on_event is not None:
-            event = NodeEvent(
-                EventKind.FAILED,
-                act.id,
-                act.node,
-                _ids(act),
-                act.attempt,
-                started_at,
-                time.monotonic(),
-                error=cause,
-                retrying=retrying,
-            )
             try:
-                self.on_event(event)
+                self.on_event(
+                    _event(EventKind.FAILED, act, started_at, error=cause, retrying=retrying)
+                )
             except Exception:  # noqa: S110 - the node's own error is the one to report
                 pass
         if retrying:
@@ -381,8 +361,18 @@ class AsyncDriver(_Driver):
         self._wake.set()
 
 
-def _ids(act: Activation) -> tuple[str, ...]:
-    return tuple(parent.id for parent in act.parents)
+def _event(kind: EventKind, act: Activation, started_at: float, **fields: Any) -> NodeEvent:
+    """The event of ``act``'s current attempt; it ends now unless it is a STARTED event."""
+    return NodeEvent(
+        kind,
+        act.id,
+        act.node,
+        tuple(parent.id for parent in act.parents),
+        act.attempt,
+        started_at,
+        None if kind is EventKind.STARTED else time.monotonic(),
+        **fields,
+    )
 
 
 def _callback_failure(act: Activation, exc: Exception, what: str) -> NodeError:
