@@ -32,6 +32,8 @@ def set_value(current: Any, update: Any) -> Any:
 
 
 REDUCERS: dict[str, Reducer] = {"extend": extend, "merge": merge, "set": set_value}
+# In-place forms of the named reducers, for values a StateBuilder created itself.
+_IN_PLACE: dict[Reducer, Callable[[Any, Any], None]] = {extend: list.extend, merge: dict.update}
 
 
 def resolve_reducers(spec: Mapping[str, str | Reducer] | None) -> dict[str, Reducer]:
@@ -92,17 +94,11 @@ class StateBuilder:
             if reducer is None or reducer is set_value:
                 state[key] = value
                 self._owned.discard(key)
-            elif reducer is extend:
+            elif (grow := _IN_PLACE.get(reducer)) is not None:
                 if key in self._owned:
-                    state[key].extend(value)
+                    grow(state[key], value)
                 else:
-                    state[key] = extend(state.get(key), value)
-                    self._owned.add(key)
-            elif reducer is merge:
-                if key in self._owned:
-                    state[key].update(value)
-                else:
-                    state[key] = merge(state.get(key), value)
+                    state[key] = reducer(state.get(key), value)
                     self._owned.add(key)
             else:
                 state[key] = reducer(state.get(key), value)
