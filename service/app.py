@@ -11,7 +11,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from service import security
 from service.body_limit import BodyLimitMiddleware
+from service.capacity import StreamSlots
 from service.catalog import Catalog
 from service.errors import ServiceError
 from service.migrations import upgrade
@@ -19,6 +21,7 @@ from service.registry import discover
 from service.routes import graphs, health, runs
 from service.runner import RunManager
 from service.settings import Settings
+from service.shutdown import DrainGuard, drain_on_signals
 from service.store import SqlRunStore
 from service.streams import Notifier
 
@@ -41,6 +44,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.notifier = notifier
         app.state.runner = runner
         await run_in_threadpool(runner.start)
+        drain_on_signals(runner, settings.shutdown_grace_seconds)  # 503s while draining
         try:
             yield
         finally:
@@ -51,7 +55,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -60,7 +64,10 @@ async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; ``settings`` default to the ``GRAPHFLOW_*`` environment."""
+    """Build the app; ``settings`` default to the ``GRAPHFLOW_*`` environment.
+
+    Raises pydantic's ``ValidationError`` for invalid settings (e.g. CORS ``*`` with credentials).
+    """
     settings = settings or Settings()
     app = FastAPI(
         title="GraphFlow",
@@ -69,9 +76,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.stream_slots = StreamSlots(settings.max_streams)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(DrainGuard)  # 503 to new runs while shutting down
+    security.install(app, settings)  # outside the body limit: unauthenticated bodies are not read
     app.include_router(health.router)
     app.include_router(graphs.router)
     app.include_router(runs.router)

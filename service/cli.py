@@ -34,10 +34,28 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
-    """Serve the HTTP API (configured by GRAPHFLOW_* environment variables)."""
+    """Serve the HTTP API (configured by GRAPHFLOW_* environment variables).
+
+    Without GRAPHFLOW_API_KEYS it warns that the API is unauthenticated (loudly off loopback).
+    """
+    import logging
+
     import uvicorn
 
-    uvicorn.run("service.app:create_app", factory=True, host=host, port=port, log_level=log_level)
+    from service.security import bind_warning
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        console.print(f"[red]invalid configuration:[/] {exc}")
+        raise typer.Exit(2) from exc
+    config = uvicorn.Config(
+        "service.app:create_app", factory=True, host=host, port=port, log_level=log_level
+    )  # configures uvicorn's loggers, so the warning below is formatted like the rest
+    warning = bind_warning(host, settings)
+    if warning is not None:
+        logging.getLogger("uvicorn.error").warning(warning)
+    uvicorn.Server(config).run()
 
 
 @app.command()

@@ -6,15 +6,15 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from service.capacity import ServiceStore, StreamSlots
 from service.catalog import Catalog
 from service.runner import RunManager
 from service.settings import Settings
-from service.store import RunStore
 from service.streams import Notifier
 
 
-def get_store(request: Request) -> RunStore:
-    store: RunStore = request.app.state.store
+def get_store(request: Request) -> ServiceStore:
+    store: ServiceStore = request.app.state.store
     return store
 
 
@@ -33,13 +33,19 @@ def get_notifier(request: Request) -> Notifier:
     return notifier
 
 
+def get_stream_slots(request: Request) -> StreamSlots:
+    slots: StreamSlots = request.app.state.stream_slots
+    return slots
+
+
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-StoreDep = Annotated[RunStore, Depends(get_store)]
+StoreDep = Annotated[ServiceStore, Depends(get_store)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 RunnerDep = Annotated[RunManager, Depends(get_runner)]
 NotifierDep = Annotated[Notifier, Depends(get_notifier)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+StreamSlotsDep = Annotated[StreamSlots, Depends(get_stream_slots)]

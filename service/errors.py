@@ -10,9 +10,10 @@ class ServiceError(Exception):
 
     status_code = 500
 
-    def __init__(self, detail: Any) -> None:
+    def __init__(self, detail: Any, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail if isinstance(detail, str) else repr(detail))
         self.detail = detail
+        self.headers = headers or {}
 
 
 class NotFoundError(ServiceError):
@@ -48,6 +49,73 @@ class ConflictError(ServiceError):
 
 class PayloadTooLargeError(ServiceError):
     status_code = 413
+
+
+class BodyTooDeepError(ServiceError):
+    """The JSON request body nests arrays/objects deeper than the configured maximum."""
+
+    status_code = 400
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"request body nests JSON arrays/objects deeper than the limit of {limit} levels "
+            "(GRAPHFLOW_MAX_JSON_DEPTH)"
+        )
+
+
+class InvalidJsonError(ServiceError):
+    """The request body is JSON Python can parse but that cannot be stored or returned."""
+
+    status_code = 400
+
+
+class UnknownQueryParameterError(ServiceError):
+    status_code = 400
+
+    def __init__(self, unknown: list[str], allowed: list[str]) -> None:
+        super().__init__(
+            f"unknown query parameter(s) {', '.join(map(repr, unknown))}; "
+            f"this operation takes {', '.join(map(repr, allowed)) or 'none'}"
+        )
+
+
+class UnauthorizedError(ServiceError):
+    """Missing or wrong API key; answered with ``WWW-Authenticate: Bearer``."""
+
+    status_code = 401
+
+    def __init__(self, detail: str, *, invalid_token: bool = False) -> None:
+        challenge = 'Bearer error="invalid_token"' if invalid_token else "Bearer"
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
+
+class CapacityError(ServiceError):
+    """A configured cap is reached; the client should retry after ``Retry-After`` seconds."""
+
+    status_code = 429
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+class TooManyActiveRunsError(CapacityError):
+    def __init__(self, limit: int, retry_after: int = 1) -> None:
+        super().__init__(
+            f"too many active runs: the limit of {limit} queued or running runs "
+            "(GRAPHFLOW_MAX_ACTIVE_RUNS) is reached; retry later",
+            retry_after,
+        )
+
+
+class TooManyStreamsError(CapacityError):
+    status_code = 503
+
+    def __init__(self, limit: int, retry_after: int = 5) -> None:
+        super().__init__(
+            f"too many open event streams: the limit of {limit} (GRAPHFLOW_MAX_STREAMS) "
+            "is reached; retry later",
+            retry_after,
+        )
 
 
 class RunStorageError(ServiceError):

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
+from service.capacity import ServiceStore, check_run_capacity
 from service.catalog import Catalog
 from service.errors import ConflictError, InvalidCursorError, InvalidInputError, RunNotFoundError
 from service.models import NodeRun, Run
@@ -25,6 +26,9 @@ from service.schemas import (
 )
 from service.settings import Settings
 from service.store import TERMINAL, RunStore
+
+# Event ids are 32-bit integers in the database; larger resume points would overflow the query.
+MAX_EVENT_ID = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,7 @@ def get_run(store: RunStore, run_id: uuid.UUID | str) -> RunPublic:
 
 
 def create_run(
-    store: RunStore,
+    store: ServiceStore,
     catalog: Catalog,
     runner: RunManager,
     settings: Settings,
@@ -101,13 +105,17 @@ def create_run(
     """Validate the input against the graph, store a queued run and hand it to the runner.
 
     With an ``idempotency_key`` already used, the existing run is returned (``created=False``);
-    reusing a key for another graph or input is a conflict.
+    reusing a key for another graph or input is a conflict. Raises ``GraphNotFoundError``,
+    ``InvalidInputError``, ``ConflictError`` and, when ``max_active_runs`` runs are queued or
+    running, ``TooManyActiveRunsError`` (a retried key still gets its run back).
     """
     wf = catalog.get(graph)
     try:
         validated = wf.validate_input(body.input)
     except ValidationError as exc:
         raise InvalidInputError(json.loads(exc.json(include_url=False))) from exc
+    if idempotency_key is None or store.get_run_by_idempotency_key(idempotency_key) is None:
+        check_run_capacity(store, settings.max_active_runs)
     run, created = store.create_run(
         run_id=str(uuid.uuid4()),
         graph=graph,
@@ -128,7 +136,12 @@ def create_run(
 
 
 def encode_cursor(run: Run) -> str:
-    raw = json.dumps([run.created_at.isoformat(), run.id]).encode()
+    return cursor_for(run.created_at, run.id)
+
+
+def cursor_for(created_at: datetime, run_id: str) -> str:
+    """The opaque cursor of the page after the run created at ``created_at`` with ``run_id``."""
+    raw = json.dumps([created_at.isoformat(), run_id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -169,12 +182,15 @@ def cancel_run(store: RunStore, runner: RunManager, run_id: uuid.UUID) -> RunPub
 
 
 def event_start(last_event_id: str | None, after: int | None) -> int:
-    """Seq to resume after: ``?after=`` wins over ``Last-Event-ID``; garbage means 0."""
+    """Seq to resume after: ``?after=`` wins over ``Last-Event-ID``; garbage means 0.
+
+    Values beyond ``MAX_EVENT_ID`` are clamped to it (no such event exists).
+    """
     if after is not None:
-        return after
+        return min(after, MAX_EVENT_ID)
     if last_event_id:
         try:
-            return max(0, int(last_event_id.strip()))
+            return min(max(0, int(last_event_id.strip())), MAX_EVENT_ID)
         except ValueError:
             return 0
     return 0

@@ -2,103 +2,59 @@
 
 Each node event from ``graph.invoke(on_event=...)`` is written to the store (node-run row and
 stream event in one transaction) and only then are streams woken, so a client never sees an event
-that is not stored. A heartbeat thread renews the leases of our active runs, relays cancel
-requests made through another process, and resumes runs whose owner died (expired lease) with
-the journal of their completed node runs.
+that is not stored. A ``LeaseKeeper`` renews the leases of our active runs, relays cancel
+requests made through another process, stops runs another process has taken over, and resumes
+runs whose owner died (expired lease) with the journal of their completed node runs.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from typing import Any
 
-from graphflow_core import EventKind, NodeError, NodeEvent, NodeRecord, RunCancelledError
+from graphflow_core import NodeEvent, NodeRecord, NodeRunLimitError, RunCancelledError
+from service.leases import LeaseKeeper
+from service.models import Run, utcnow
+from service.node_events import check_json, error_info, node_event_write
 from service.registry import RegisteredWorkflow
 from service.settings import Settings
-from service.store import NodeEventWrite, RunStore
+from service.store import LeaseRenewal, RunStore
+
+__all__ = ["RunManager", "error_info", "node_event_write"]
 
 log = logging.getLogger("graphflow.service.runner")
 
-_EVENT_TYPES = {
-    EventKind.STARTED: ("node_started", "running"),
-    EventKind.COMPLETED: ("node_completed", "succeeded"),
-    EventKind.FAILED: ("node_failed", "failed"),
-}
+
+@dataclass
+class _Execution:
+    """What this process knows about a run it is executing, and why it may have to stop."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    by_user: bool = False  # a client cancelled it: it ends ``cancelled``
+    timed_out: bool = False  # it hit GRAPHFLOW_MAX_RUN_SECONDS: it ends ``failed``
+    # Another process resumes it (our lease was lost, or released at shutdown): we neither
+    # write its events nor finish it.
+    disowned: bool = False
 
 
-def error_info(exc: BaseException, node: str | None = None) -> dict[str, Any]:
-    """The public ``{type, message, node}`` of a run failure (the node's own exception)."""
-    if isinstance(exc, NodeError):
-        cause = exc.__cause__ or exc
-        return {"type": type(cause).__name__, "message": str(cause), "node": exc.node}
-    return {"type": type(exc).__name__, "message": str(exc), "node": getattr(exc, "node", node)}
-
-
-def _wall(monotonic_ts: float) -> datetime:
-    return datetime.fromtimestamp(time.time() - time.monotonic() + monotonic_ts, UTC)
-
-
-def _check_json(value: Any, what: str) -> None:
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{what} is not JSON serializable: {exc}") from exc
-
-
-def node_event_write(ev: NodeEvent) -> NodeEventWrite:
-    """Translate an engine ``NodeEvent`` into the row change and stream event to store."""
-    type_, status = _EVENT_TYPES[ev.kind]
-    started = _wall(ev.started_at)
-    finished = _wall(ev.ended_at) if ev.ended_at is not None else None
-    duration = (ev.ended_at - ev.started_at) * 1000 if ev.ended_at is not None else None
-    data: dict[str, Any] = {
-        "node": ev.node,
-        "node_run_id": ev.run_id,
-        "attempt": ev.attempt,
-        "parents": list(ev.parents),
-        "started_at": started.isoformat(),
+def duration_error(max_seconds: float) -> dict[str, Any]:
+    """The error of a run stopped for running longer than ``max_seconds``."""
+    return {
+        "type": "RunTimeoutError",
+        "message": (
+            f"run exceeded the maximum duration of {max_seconds:g} s (GRAPHFLOW_MAX_RUN_SECONDS)"
+        ),
+        "node": None,
     }
-    update = goto = error = None
-    if finished is not None:
-        data["finished_at"] = finished.isoformat()
-        data["duration_ms"] = duration
-    if ev.kind == EventKind.COMPLETED:
-        record = ev.record().to_dict()
-        update, goto = record["update"], record["goto"]
-        _check_json(update, f"update of node {ev.node!r}")
-        _check_json(goto, f"goto of node {ev.node!r}")
-        data["update"] = update
-        data["goto"] = goto
-    elif ev.kind == EventKind.FAILED:
-        err = ev.error or RuntimeError("unknown error")
-        error = {"type": type(err).__name__, "message": str(err), "node": ev.node}
-        data["error"] = error
-        data["retrying"] = ev.retrying
-    return NodeEventWrite(
-        type=type_,
-        activation_id=ev.run_id,
-        node=ev.node,
-        status=status,
-        attempt=ev.attempt,
-        parents=ev.parents,
-        started_at=started,
-        finished_at=finished,
-        duration_ms=duration,
-        update=update,
-        goto=goto,
-        error=error,
-        data=data,
-    )
 
 
 class RunManager:
-    """Owns the worker threads, the heartbeat thread and the cancel events of live runs."""
+    """Owns the worker threads, the lease heartbeat and the local state of live runs."""
 
     def __init__(
         self,
@@ -113,51 +69,77 @@ class RunManager:
         self.notify = notify
         self.owner_id = settings.owner_id
         self._queue: queue.Queue[str | None] = queue.Queue()
-        self._cancels: dict[str, threading.Event] = {}
-        self._user_cancelled: set[str] = set()
+        self._executions: dict[str, _Execution] = {}
+        self._user_cancelled: set[str] = set()  # cancelled before its execution began here
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._hurry = threading.Event()
+        self._stop_lock = threading.Lock()
+        self._stopped = False
+        self._workers: list[threading.Thread] = []
+        self._leases = LeaseKeeper(
+            store,
+            self.owner_id,
+            lease_seconds=settings.lease_seconds,
+            interval=settings.heartbeat_interval,
+            on_renewal=self._on_renewal,
+            on_expired=self._disown_all,
+            on_tick=self.recover,
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
+    @property
+    def accepting(self) -> bool:
+        """False once shutdown began: no new runs are taken."""
+        return not self._stopping.is_set()
+
     def start(self) -> None:
+        """Start the workers and the lease heartbeat; resume runs orphaned by dead processes."""
         for i in range(self.settings.max_concurrent_runs):
             t = threading.Thread(target=self._work, name=f"graphflow-run-{i}", daemon=True)
             t.start()
-            self._threads.append(t)
-        hb = threading.Thread(target=self._heartbeat, name="graphflow-heartbeat", daemon=True)
-        hb.start()
-        self._threads.append(hb)
+            self._workers.append(t)
+        self._leases.start()
         self.recover()
 
     def stop(self, grace_seconds: float = 5.0) -> None:
-        """Stop taking work; give live runs ``grace_seconds``, then interrupt and release them.
+        """Drain: start nothing new, let nodes in flight finish for up to ``grace_seconds``.
 
-        Interrupted runs stay ``running`` with an expired lease: the next process resumes them.
+        Runs that did not end stay ``running``; their leases are released so that the next
+        process resumes them at once (nodes still in flight past the grace run again there).
+        Idempotent; a concurrent second call waits for the first.
         """
         self._stopping.set()
-        for _ in range(self.settings.max_concurrent_runs):
-            self._queue.put(None)
-        deadline = time.monotonic() + grace_seconds
-        with self._lock:
-            for event in self._cancels.values():
-                if grace_seconds <= 0:
-                    event.set()
-        for t in self._threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        with self._lock:
-            for event in self._cancels.values():
-                event.set()
-        for t in self._threads:
-            t.join(1.0)
-        try:
-            self.store.release_leases(self.owner_id)
-        except Exception:  # pragma: no cover - DB gone at shutdown
-            log.exception("could not release leases")
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            for _ in self._workers:
+                self._queue.put(None)
+            with self._lock:
+                for ex in self._executions.values():
+                    ex.cancel.set()  # the engine starts nothing new; running nodes finish
+            deadline = time.monotonic() + grace_seconds
+            busy = [t for t in self._workers if t is not threading.current_thread()]
+            while busy and time.monotonic() < deadline and not self._hurry.is_set():
+                busy[0].join(min(0.05, max(0.0, deadline - time.monotonic())))
+                busy = [t for t in busy if t.is_alive()]
+            self._disown_all()
+            self._leases.stop()
+            try:
+                self.store.release_leases(self.owner_id)
+            except Exception:  # pragma: no cover - DB gone at shutdown
+                log.exception("could not release leases")
+
+    def hurry(self) -> None:
+        """End the grace period of a ``stop`` in progress now."""
+        self._hurry.set()
 
     # -- public ---------------------------------------------------------------------------
     def submit(self, run_id: str) -> None:
-        self._queue.put(run_id)
+        """Queue a run we own for execution (ignored while stopping: its lease hands it on)."""
+        if self.accepting:
+            self._queue.put(run_id)
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a queued run at once, or ask a running one to stop. False if already ended."""
@@ -165,16 +147,20 @@ class RunManager:
             self.notify(run_id)
             return True
         with self._lock:
-            self._user_cancelled.add(run_id)
-            event = self._cancels.get(run_id)
+            ex = self._executions.get(run_id)
+            if ex is None:
+                self._user_cancelled.add(run_id)
         self.store.request_cancel(run_id)  # seen by the owner's heartbeat if it is elsewhere
-        if event is not None:
-            event.set()
+        if ex is not None:
+            ex.by_user = True
+            ex.cancel.set()
         return True
 
     def recover(self) -> list[str]:
         """Take over active runs whose lease expired and queue them; return their ids."""
-        taken = []
+        taken: list[str] = []
+        if not self.accepting:
+            return taken
         for run_id in self.store.expired_runs():
             run = self.store.take_over(
                 run_id,
@@ -190,7 +176,26 @@ class RunManager:
             self.submit(run_id)
         return taken
 
-    # -- threads --------------------------------------------------------------------------
+    # -- leases ---------------------------------------------------------------------------
+    def _on_renewal(self, renewal: LeaseRenewal) -> None:
+        with self._lock:
+            executions = list(self._executions.items())
+        for run_id, ex in executions:
+            if run_id not in renewal.owned:
+                log.warning("lost the lease of run %s to another process; stopping it", run_id)
+                ex.disowned = True
+                ex.cancel.set()
+            elif run_id in renewal.cancel_requested:
+                ex.by_user = True
+                ex.cancel.set()
+
+    def _disown_all(self) -> None:
+        with self._lock:
+            for ex in self._executions.values():
+                ex.disowned = True
+                ex.cancel.set()
+
+    # -- execution ------------------------------------------------------------------------
     def _work(self) -> None:
         while True:
             run_id = self._queue.get()
@@ -201,76 +206,95 @@ class RunManager:
             except Exception:
                 log.exception("run %s crashed the runner", run_id)
 
-    def _heartbeat(self) -> None:
-        while not self._stopping.wait(self.settings.heartbeat_interval):
-            try:
-                for run_id in self.store.renew_leases(self.owner_id, self.settings.lease_seconds):
-                    with self._lock:
-                        self._user_cancelled.add(run_id)
-                        event = self._cancels.get(run_id)
-                    if event is not None:
-                        event.set()
-                self.recover()
-            except Exception:
-                log.exception("heartbeat failed")
-
     def execute(self, run_id: str) -> None:
-        """Run ``run_id`` to its end (or until the process stops) in the calling thread."""
+        """Run ``run_id`` to its end (or until we stop or lose it) in the calling thread."""
         run = self.store.claim_run(run_id, self.owner_id, self.settings.lease_seconds)
         if run is None:
             return
         self.notify(run_id)
         wf = self.workflows.get(run.graph)
         if wf is None:
-            self._finish(
-                run_id,
-                "failed",
-                error={
-                    "type": "GraphNotFound",
-                    "message": f"graph {run.graph!r} is not loaded",
-                    "node": None,
-                },
-            )
+            error = {"type": "GraphNotFound", "message": f"graph {run.graph!r} is not loaded"}
+            self._finish(run_id, "failed", error={**error, "node": None})
             return
-        cancel = threading.Event()
+        ex = _Execution()
         with self._lock:
-            self._cancels[run_id] = cancel
+            self._executions[run_id] = ex
             if run.cancel_requested or run_id in self._user_cancelled:
-                self._user_cancelled.add(run_id)
-                cancel.set()
+                ex.by_user = True
+                ex.cancel.set()
+            if self._stopping.is_set():
+                ex.cancel.set()
+        timer = self._start_timer(run, ex)
         try:
-            journal = [NodeRecord.from_dict(d) for d in self.store.journal(run_id)]
+            self._invoke(run, wf, ex)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            with self._lock:
+                self._executions.pop(run_id, None)
+                self._user_cancelled.discard(run_id)
 
-            def on_event(ev: NodeEvent) -> None:
-                self.store.record_node_event(run_id, node_event_write(ev))
-                self.notify(run_id)
+    def _start_timer(self, run: Run, ex: _Execution) -> threading.Timer | None:
+        """Arm GRAPHFLOW_MAX_RUN_SECONDS, counted from the run's first start (not this resume)."""
+        limit = self.settings.max_run_seconds
+        if limit is None:
+            return None
+        started = run.started_at or utcnow()
+        remaining = limit - (utcnow() - started).total_seconds()
 
+        def expire() -> None:
+            ex.timed_out = True
+            ex.cancel.set()
+
+        timer = threading.Timer(max(0.0, remaining), expire)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def _invoke(self, run: Run, wf: RegisteredWorkflow, ex: _Execution) -> None:
+        run_id = run.id
+        journal = [NodeRecord.from_dict(d) for d in self.store.journal(run_id)]
+
+        def on_event(ev: NodeEvent) -> None:
+            if ex.disowned:
+                return  # the run is another process's now: its events are not ours to write
+            self.store.record_node_event(run_id, node_event_write(ev))
+            self.notify(run_id)
+
+        try:
             output = wf.graph.invoke(
                 dict(run.input),
                 on_event=on_event,
                 journal=journal,
-                cancel=cancel,
+                cancel=ex.cancel,
                 max_concurrent=run.max_concurrent,
+                max_node_runs=self.settings.max_node_runs,
             )
         except RunCancelledError:
-            with self._lock:
-                by_user = run_id in self._user_cancelled
-            if by_user or not self._stopping.is_set():
+            if ex.disowned:
+                return
+            if ex.timed_out:
+                assert self.settings.max_run_seconds is not None
+                self._finish(run_id, "failed", error=duration_error(self.settings.max_run_seconds))
+            elif ex.by_user or not self._stopping.is_set():
                 self._finish(run_id, "cancelled")
-            # else: interrupted by shutdown; left running for the next process to resume
+            # else: interrupted by shutdown; the next process resumes it
         except Exception as exc:
-            self._finish(run_id, "failed", error=error_info(exc))
+            if not ex.disowned:
+                error = error_info(exc)
+                if isinstance(exc, NodeRunLimitError):
+                    error["message"] += f" (the service's cap: GRAPHFLOW_MAX_NODE_RUNS={exc.limit})"
+                self._finish(run_id, "failed", error=error)
         else:
+            if ex.disowned:
+                return
             try:
-                _check_json(output, "run output")
+                check_json(output, "run output")
             except TypeError as exc:
                 self._finish(run_id, "failed", error=error_info(exc))
             else:
                 self._finish(run_id, "succeeded", output=output)
-        finally:
-            with self._lock:
-                self._cancels.pop(run_id, None)
-                self._user_cancelled.discard(run_id)
 
     def _finish(
         self,

@@ -18,7 +18,7 @@ class RunCreate(BaseModel):
 
     input: dict[str, Any] = Field(description="Initial state of the graph (a JSON object).")
     max_concurrent: int | None = Field(
-        default=None, ge=1, description="Cap on nodes running at once for this run."
+        default=None, ge=1, le=1000, description="Cap on nodes running at once for this run."
     )
 
 

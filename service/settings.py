@@ -7,7 +7,7 @@ import socket
 import uuid
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -33,13 +33,34 @@ class Settings(BaseSettings):
     owner_id: str = Field(default_factory=_default_owner_id)
     db_pool_size: int = Field(default=10, ge=1)
     shutdown_grace_seconds: float = Field(default=5.0, ge=0)
+    # Per-run caps enforced by the runner (None: no cap).
+    max_node_runs: int | None = Field(default=100_000, ge=1)
+    max_run_seconds: float | None = Field(default=None, gt=0)
+    # Request hardening and caps (API side); each error message names its setting.
+    max_json_depth: int = Field(default=64, ge=1, le=1000)
+    max_active_runs: int = Field(default=1000, ge=1)  # queued + running, across processes
+    max_streams: int = Field(default=100, ge=1)  # open event streams, per process
+    # Security: bearer API keys (comma separated) and CORS, both off by default.
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_allow_credentials: bool = False
 
-    @field_validator("workflows", mode="before")
+    @field_validator("workflows", "api_keys", "cors_origins", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _no_wildcard_with_credentials(self) -> Settings:
+        if "*" in self.cors_origins and self.cors_allow_credentials:
+            raise ValueError(
+                "GRAPHFLOW_CORS_ORIGINS='*' cannot be combined with "
+                "GRAPHFLOW_CORS_ALLOW_CREDENTIALS=true: any site could make credentialed "
+                "requests; list the allowed origins explicitly"
+            )
+        return self
 
     @property
     def heartbeat_interval(self) -> float:

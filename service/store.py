@@ -96,6 +96,34 @@ class NodeEventWrite:
     data: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class LeaseRenewal:
+    """The outcome of one lease heartbeat of a process."""
+
+    owned: frozenset[str]  # active runs whose lease we hold (just extended)
+    cancel_requested: frozenset[str]  # those of them a client asked to cancel
+
+
+def recovery_limit_error(
+    in_flight: Sequence[tuple[str, str]], attempts: int, max_attempts: int
+) -> dict[str, Any]:
+    """The error of a run failed because its process kept dying (``in_flight``: run id, node)."""
+    if in_flight:
+        runs = ", ".join(f"{node!r} (node run {rid})" for rid, node in in_flight)
+        where = f"while node {runs} was in flight"
+    else:
+        where = "between node runs"
+    return {
+        "type": "RecoveryLimitExceeded",
+        "message": (
+            f"the process running this run died {attempts} times in a row {where}, without "
+            f"progress in between; gave up after {max_attempts} recovery attempts "
+            f"(GRAPHFLOW_MAX_RECOVERY_ATTEMPTS={max_attempts})"
+        ),
+        "node": in_flight[0][1] if in_flight else None,
+    }
+
+
 class RunStore(Protocol):
     """What the service needs from storage."""
 
@@ -136,6 +164,7 @@ class RunStore(Protocol):
     def cancel_queued(self, run_id: str) -> bool: ...
     def request_cancel(self, run_id: str) -> None: ...
     def renew_leases(self, owner_id: str, lease_seconds: float) -> list[str]: ...
+    def heartbeat(self, owner_id: str, lease_seconds: float) -> LeaseRenewal: ...
     def release_leases(self, owner_id: str) -> None: ...
     def expired_runs(self) -> list[str]: ...
     def take_over(
@@ -276,11 +305,15 @@ class SqlRunStore:
 
     # -- execution ------------------------------------------------------------------------
     def claim_run(self, run_id: str, owner_id: str, lease_seconds: float) -> Run | None:
-        """queued -> running (emitting run_started), or keep a running run we own (resume)."""
+        """queued -> running (emitting run_started), or keep a running run we own (resume).
+
+        None when the run is gone, ended, or running under another owner. The row is locked
+        while deciding, so two processes never both start one run.
+        """
         now = utcnow()
         lease = now + timedelta(seconds=lease_seconds)
         with self._write() as session:
-            run = session.get(Run, run_id)
+            run = session.get(Run, run_id, with_for_update=True)
             if run is None:
                 return None
             if run.status == "queued":
@@ -379,21 +412,31 @@ class SqlRunStore:
             )
 
     # -- leases and recovery --------------------------------------------------------------
-    def renew_leases(self, owner_id: str, lease_seconds: float) -> list[str]:
-        """Extend our active leases; return our active runs whose cancel was requested."""
+    def heartbeat(self, owner_id: str, lease_seconds: float) -> LeaseRenewal:
+        """Extend the leases of our active runs; say which we still own and which to cancel.
+
+        A run missing from ``owned`` was taken over by another process (our lease had expired):
+        we must stop executing it.
+        """
         lease = utcnow() + timedelta(seconds=lease_seconds)
         with self._write() as session:
-            session.execute(
+            rows = session.execute(
                 update(Run)
                 .where(Run.owner_id == owner_id, Run.status.in_(ACTIVE))
                 .values(lease_expires_at=lease)
-            )
-            stmt = select(Run.id).where(
-                Run.owner_id == owner_id, Run.status.in_(ACTIVE), Run.cancel_requested.is_(True)
-            )
-            return list(session.scalars(stmt))
+                .returning(Run.id, Run.cancel_requested)
+            ).all()
+        return LeaseRenewal(
+            owned=frozenset(rid for rid, _ in rows),
+            cancel_requested=frozenset(rid for rid, cancel in rows if cancel),
+        )
+
+    def renew_leases(self, owner_id: str, lease_seconds: float) -> list[str]:
+        """Extend our active leases; return our active runs whose cancel was requested."""
+        return sorted(self.heartbeat(owner_id, lease_seconds).cancel_requested)
 
     def release_leases(self, owner_id: str) -> None:
+        """Expire the leases of our active runs so that the next process resumes them at once."""
         with self._write() as session:
             session.execute(
                 update(Run)
@@ -402,6 +445,7 @@ class SqlRunStore:
             )
 
     def expired_runs(self) -> list[str]:
+        """Active runs whose owner stopped renewing its lease, oldest first."""
         stmt = (
             select(Run.id)
             .where(
@@ -416,32 +460,79 @@ class SqlRunStore:
     def take_over(
         self, run_id: str, owner_id: str, lease_seconds: float, max_attempts: int
     ) -> Run | None:
-        """Claim an active run whose lease expired; fail it after ``max_attempts`` resumptions."""
+        """Claim an active run whose lease expired; None if it is not ours to resume.
+
+        Taking over a ``running`` run is a recovery: it is recorded as a ``run_resumed`` event
+        naming the node runs that were in flight. ``recovery_attempts`` counts recoveries in a
+        row without progress (no node run completed since the previous recovery), so a run
+        whose process keeps dying on the same node is failed after ``max_attempts`` of them,
+        while a run that merely shared a process with it keeps going. The row is locked
+        (``FOR UPDATE`` on Postgres, ``BEGIN IMMEDIATE`` on SQLite): two processes never both
+        take over one run.
+        """
         now = utcnow()
         with self._write() as session:
-            run = session.get(Run, run_id)
+            run = session.get(Run, run_id, with_for_update=True)
             if run is None or run.status not in ACTIVE:
                 return None
             if run.lease_expires_at is not None and run.lease_expires_at >= now:
                 return None
             run.owner_id = owner_id
             run.lease_expires_at = now + timedelta(seconds=lease_seconds)
-            if run.status == "running":
-                run.recovery_attempts += 1
-            give_up = run.recovery_attempts > max_attempts
-        if give_up:
-            self.finish_run(
-                run_id,
-                "failed",
-                output=None,
-                error={
-                    "type": "RecoveryLimitExceeded",
-                    "message": f"run was interrupted {max_attempts + 1} times; giving up",
-                    "node": None,
-                },
+            if run.status != "running":
+                return run  # a queued run never started: nothing was interrupted
+            in_flight = self._in_flight(session, run_id)
+            run.recovery_attempts = (
+                1 if self._progressed_since_resume(session, run_id) else run.recovery_attempts + 1
             )
-            return None
-        return run
+            attempts = run.recovery_attempts
+            session.flush()
+            if attempts <= max_attempts:
+                self._add_event(
+                    session,
+                    run_id,
+                    "run_resumed",
+                    {
+                        "recovery_attempt": attempts,
+                        "interrupted": [{"node": n, "node_run_id": a} for a, n in in_flight],
+                        "resumed_at": now.isoformat(),
+                    },
+                )
+                return run
+        self.finish_run(
+            run_id,
+            "failed",
+            output=None,
+            error=recovery_limit_error(in_flight, attempts, max_attempts),
+        )
+        return None
+
+    @staticmethod
+    def _in_flight(session: Session, run_id: str) -> list[tuple[str, str]]:
+        """(node run id, node) of the node runs started but not ended, in start order."""
+        stmt = (
+            select(NodeRun.activation_id, NodeRun.node)
+            .where(NodeRun.run_id == run_id, NodeRun.status == "running")
+            .order_by(NodeRun.seq)
+        )
+        return [(a, n) for a, n in session.execute(stmt)]
+
+    @staticmethod
+    def _progressed_since_resume(session: Session, run_id: str) -> bool:
+        """True when a node run completed after the latest ``run_resumed`` event."""
+        last_resume = session.scalar(
+            select(func.max(RunEvent.seq)).where(
+                RunEvent.run_id == run_id, RunEvent.type == "run_resumed"
+            )
+        )
+        if last_resume is None:
+            return False  # first recovery: counts as one attempt
+        completed = session.scalar(
+            select(NodeRun.activation_id)
+            .where(NodeRun.run_id == run_id, NodeRun.completed_seq > last_resume)
+            .limit(1)
+        )
+        return completed is not None
 
     def journal(self, run_id: str) -> list[dict[str, Any]]:
         """Completed node runs as ``NodeRecord.to_dict()`` dicts, in completion order."""
@@ -470,3 +561,9 @@ class SqlRunStore:
         )
         with self._read() as session:
             return list(session.scalars(stmt))
+
+    def count_active_runs(self) -> int:
+        """The number of queued or running runs, across every process sharing the database."""
+        stmt = select(func.count()).select_from(Run).where(Run.status.in_(ACTIVE))
+        with self._read() as session:
+            return int(session.scalar(stmt) or 0)

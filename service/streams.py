@@ -74,11 +74,18 @@ def _set_all(events: list[asyncio.Event]) -> None:
 async def run_event_stream(
     store: RunStore, notifier: Notifier, run_id: str, after: int, poll_seconds: float
 ) -> AsyncIterator[dict[str, Any]]:
-    """Yield SSE dicts for events of ``run_id`` with seq > ``after`` until the terminal event."""
+    """Yield SSE dicts for events of ``run_id`` with seq > ``after`` until the terminal event.
+
+    Ends at once when the run had already ended at or before ``after`` (a resume past the end).
+    """
     last = after
     with notifier.subscribe(run_id) as wake:
         while True:
             wake.clear()
+            # Status before events: the terminal event is stored with the status, so an ended
+            # run seen here has its terminal event among those read next or at/before ``last``.
+            run = await anyio.to_thread.run_sync(store.get_run, run_id)
+            ended = run is None or run.status in TERMINAL
             events = await anyio.to_thread.run_sync(store.events_after, run_id, last)
             for ev in events:
                 last = ev.seq
@@ -87,6 +94,8 @@ async def run_event_stream(
                     return
             if events:
                 continue  # there may be more than one page
+            if ended:
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=poll_seconds)
 

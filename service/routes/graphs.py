@@ -6,8 +6,11 @@ from fastapi import APIRouter
 
 from service.deps import CatalogDep
 from service.schemas import ErrorPublic, GraphDetail, GraphSummary
+from service.strict_route import STRICT_RESPONSES, StrictRoute
 
-router = APIRouter(prefix="/graphs", tags=["graphs"])
+router = APIRouter(
+    prefix="/graphs", tags=["graphs"], route_class=StrictRoute, responses=STRICT_RESPONSES
+)
 
 
 @router.get("", operation_id="list_graphs", response_model=list[GraphSummary])

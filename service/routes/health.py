@@ -8,8 +8,9 @@ from fastapi.responses import JSONResponse
 
 from service.deps import StoreDep
 from service.schemas import ErrorPublic, HealthPublic
+from service.strict_route import STRICT_RESPONSES, StrictRoute
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=StrictRoute, responses=STRICT_RESPONSES)
 
 
 @router.get("/healthz", operation_id="healthz", response_model=HealthPublic)

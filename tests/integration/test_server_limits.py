@@ -1,8 +1,10 @@
-"""Body size limit (413) on a live server, for declared and chunked bodies."""
+"""Request limits on a live server: body size (declared and chunked), JSON depth, unstorable
+output and the cap on open event streams."""
 
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable
 
 import httpx
@@ -80,3 +82,54 @@ def test_chunked_body_under_the_limit_is_accepted(
             headers={"content-type": "application/json"},
         )
     assert resp.status_code == 200 and resp.json()["output"]["x"] == 90
+
+
+def test_deeply_nested_json_is_400_and_the_server_stays_up(
+    sqlite_url: str, start_server: Callable[..., LiveServer]
+) -> None:
+    server = start_server(sqlite_url)
+    body = b'{"input": ' + b'{"a": ' * 10_000 + b"1" + b"}" * 10_001
+    with httpx.Client(base_url=server.url) as http:
+        resp = http.post(
+            "/graphs/three_step/runs", content=body, headers={"content-type": "application/json"}
+        )
+        assert resp.status_code == 400 and "GRAPHFLOW_MAX_JSON_DEPTH" in resp.text
+        assert http.get("/healthz").status_code == 200
+
+
+def test_unstorable_node_output_fails_that_run_and_the_server_stays_up(
+    sqlite_url: str, start_server: Callable[..., LiveServer]
+) -> None:
+    server = start_server(sqlite_url)
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        bad = http.post("/graphs/unstorable/runs?wait=true", json={"input": {}}).json()
+        assert bad["status"] == "failed"
+        assert "not JSON serializable" in bad["error"]["message"]
+        assert bad["error"]["node"] == "bad"
+        good = http.post("/graphs/three_step/runs?wait=true", json={"input": {"x": 1}})
+        assert good.json()["status"] == "succeeded"
+    assert server.proc.poll() is None
+
+
+def test_event_streams_beyond_the_cap_are_503_until_a_client_disconnects(
+    sqlite_url: str, start_server: Callable[..., LiveServer]
+) -> None:
+    server = start_server(sqlite_url, GRAPHFLOW_MAX_STREAMS="2")
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        run = http.post("/graphs/slow_chain/runs", json={"input": {"delay": 2}}).json()
+        path = f"/runs/{run['id']}/events"
+        with http.stream("GET", path) as first, http.stream("GET", path) as second:
+            assert first.status_code == second.status_code == 200
+            refused = http.get(path)
+            assert refused.status_code == 503
+            assert refused.headers["Retry-After"] == "5"
+            assert "limit of 2" in refused.text and "GRAPHFLOW_MAX_STREAMS" in refused.text
+        # Both clients hung up mid-stream: their slots come back.
+        deadline = time.monotonic() + 10
+        while True:
+            with http.stream("GET", path) as again:
+                if again.status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "stream slots were not released"
+            time.sleep(0.1)
+        http.post(f"/runs/{run['id']}/cancel")
