@@ -8,6 +8,8 @@ plain (deferred) ``BEGIN`` so readers never block on writers under WAL.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -36,8 +38,8 @@ def make_engine(url: str, *, write: bool = True, pool_size: int = 10) -> Engine:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
         cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        _enable_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -47,3 +49,18 @@ def make_engine(url: str, *, write: bool = True, pool_size: int = 10) -> Engine:
         conn.exec_driver_sql(begin_sql)
 
     return engine
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch to WAL, retrying: the switch needs an exclusive lock, and SQLite reports
+    "database is locked" at once, without its busy handler, while another process holds one
+    (several servers starting together on a fresh file)."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
