@@ -161,7 +161,7 @@ class RunManager:
         taken: list[str] = []
         if not self.accepting:
             return taken
-        for run_id in self.store.expired_runs():
+        for run_id in self.store.expired_runs(exclude_owner=self.owner_id):
             run = self.store.take_over(
                 run_id,
                 self.owner_id,
@@ -182,6 +182,11 @@ class RunManager:
             executions = list(self._executions.items())
         for run_id, ex in executions:
             if run_id not in renewal.owned:
+                # The renewal is a snapshot: a run created or claimed since is ours all the
+                # same. Only another owner on the row itself means the lease was lost.
+                current = self.store.get_run(run_id)
+                if current is None or current.owner_id in (None, self.owner_id):
+                    continue
                 log.warning("lost the lease of run %s to another process; stopping it", run_id)
                 ex.disowned = True
                 ex.cancel.set()
@@ -208,25 +213,29 @@ class RunManager:
 
     def execute(self, run_id: str) -> None:
         """Run ``run_id`` to its end (or until we stop or lose it) in the calling thread."""
-        run = self.store.claim_run(run_id, self.owner_id, self.settings.lease_seconds)
-        if run is None:
-            return
-        self.notify(run_id)
-        wf = self.workflows.get(run.graph)
-        if wf is None:
-            error = {"type": "GraphNotFound", "message": f"graph {run.graph!r} is not loaded"}
-            self._finish(run_id, "failed", error={**error, "node": None})
-            return
         ex = _Execution()
         with self._lock:
+            if run_id in self._executions:
+                return  # queued twice (a takeover raced a submit): one execution is enough
             self._executions[run_id] = ex
-            if run.cancel_requested or run_id in self._user_cancelled:
-                ex.by_user = True
-                ex.cancel.set()
-            if self._stopping.is_set():
-                ex.cancel.set()
-        timer = self._start_timer(run, ex)
+        timer = None
         try:
+            run = self.store.claim_run(run_id, self.owner_id, self.settings.lease_seconds)
+            if run is None:
+                return
+            self.notify(run_id)
+            wf = self.workflows.get(run.graph)
+            if wf is None:
+                error = {"type": "GraphNotFound", "message": f"graph {run.graph!r} is not loaded"}
+                self._finish(run_id, "failed", error={**error, "node": None})
+                return
+            with self._lock:
+                if run.cancel_requested or run_id in self._user_cancelled:
+                    ex.by_user = True
+                    ex.cancel.set()
+                if self._stopping.is_set():
+                    ex.cancel.set()
+            timer = self._start_timer(run, ex)
             self._invoke(run, wf, ex)
         finally:
             if timer is not None:

@@ -166,7 +166,7 @@ class RunStore(Protocol):
     def renew_leases(self, owner_id: str, lease_seconds: float) -> list[str]: ...
     def heartbeat(self, owner_id: str, lease_seconds: float) -> LeaseRenewal: ...
     def release_leases(self, owner_id: str) -> None: ...
-    def expired_runs(self) -> list[str]: ...
+    def expired_runs(self, exclude_owner: str | None = None) -> list[str]: ...
     def take_over(
         self, run_id: str, owner_id: str, lease_seconds: float, max_attempts: int
     ) -> Run | None: ...
@@ -444,8 +444,12 @@ class SqlRunStore:
                 .values(lease_expires_at=utcnow())
             )
 
-    def expired_runs(self) -> list[str]:
-        """Active runs whose owner stopped renewing its lease, oldest first."""
+    def expired_runs(self, exclude_owner: str | None = None) -> list[str]:
+        """Active runs whose owner stopped renewing its lease, oldest first.
+
+        ``exclude_owner`` leaves out one owner's runs: a live process whose own heartbeat ran
+        late must not take over (and so run twice) what it is executing itself.
+        """
         stmt = (
             select(Run.id)
             .where(
@@ -454,6 +458,8 @@ class SqlRunStore:
             )
             .order_by(Run.created_at)
         )
+        if exclude_owner is not None:
+            stmt = stmt.where(or_(Run.owner_id.is_(None), Run.owner_id != exclude_owner))
         with self._read() as session:
             return list(session.scalars(stmt))
 

@@ -167,6 +167,31 @@ def test_runner_stops_without_finishing_a_run_another_process_took_over(
         manager.stop(grace_seconds=1)
 
 
+def test_run_created_after_a_lease_renewal_is_not_mistaken_for_a_lost_one(
+    store: SqlRunStore, workflows: dict[str, Any]
+) -> None:
+    manager = _manager(store, workflows)
+    stale = store.heartbeat(manager.owner_id, 30)  # taken before the run exists
+    rid = _queue(store, "steady_chain", {"tag": "t", "delay": 0.05}, manager.owner_id)
+    worker = threading.Thread(target=manager.execute, args=(rid,))
+    worker.start()
+    while not store.journal(rid):
+        time.sleep(0.01)
+    manager._on_renewal(stale)  # the renewal reaches the runner once the run is executing
+    worker.join(30)
+    run = store.get_run(rid)
+    assert run is not None and run.status == "succeeded"
+
+
+def test_own_expired_runs_are_not_taken_over_by_the_same_process(store: SqlRunStore) -> None:
+    mine = _queue(store, "steady_chain", {"tag": "t"}, "me")
+    theirs = _queue(store, "steady_chain", {"tag": "t"}, "them")
+    _expire(store, mine)
+    _expire(store, theirs)
+    assert store.expired_runs(exclude_owner="me") == [theirs]
+    assert sorted(store.expired_runs()) == sorted([mine, theirs])
+
+
 def test_stop_releases_the_lease_so_the_next_process_resumes_at_once(
     store: SqlRunStore, workflows: dict[str, Any]
 ) -> None:
