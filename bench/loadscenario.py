@@ -184,8 +184,10 @@ def rows(r: Report) -> list[tuple[str, str, str, bool]]:
         (
             "SSE streams opened (all) / peak open",
             f"{sse.opened} ({len(load.streams)}) / {load.peak_open_streams}",
-            f"all / {cfg.streams}",
-            sse.opened == len(load.streams) and load.peak_open_streams == cfg.streams,
+            # Readers hop from a finished run's stream to the next run's, so the count open at
+            # one instant dips below the number of readers; every open must succeed.
+            f"all / {cfg.streams} readers",
+            sse.opened == len(load.streams),
         ),
         (
             "SSE events missed / duplicated",

@@ -16,6 +16,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Page cache per pooled connection. The OS caches the file anyway; a large private cache per
+# connection would pin tens of MB after a burst of load (SQLite's default is 2 MiB each).
+SQLITE_CACHE_KIB = 256
 
 
 def is_sqlite(url: str) -> bool:
@@ -42,6 +45,7 @@ def make_engine(url: str, *, write: bool = True, pool_size: int = 10) -> Engine:
         _enable_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
