@@ -13,96 +13,26 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN = os.environ.get(
-    "GRAPHFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.loadserver import fresh_postgres_database, serve  # noqa: E402
+
 GRAPH = "three_step"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def server(database_url: str) -> Iterator[str]:
-    port = free_port()
-    env = dict(
-        os.environ,
-        GRAPHFLOW_DATABASE_URL=database_url,
-        GRAPHFLOW_WORKFLOWS="tests.service.sample_workflows",
-        GRAPHFLOW_SHUTDOWN_GRACE_SECONDS="1",
-        GRAPHFLOW_MAX_CONCURRENT_RUNS="8",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "service.app:create_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    import psycopg
-
-    libpq = PG_ADMIN.replace("postgresql+psycopg://", "postgresql://", 1)
-    name = f"gf_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(libpq, autocommit=True, connect_timeout=3) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_ADMIN.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(libpq, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+SERVER_ENV = {
+    "GRAPHFLOW_WORKFLOWS": "tests.service.sample_workflows",
+    "GRAPHFLOW_SHUTDOWN_GRACE_SECONDS": "1",
+    "GRAPHFLOW_MAX_CONCURRENT_RUNS": "8",
+}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -181,12 +111,16 @@ def main() -> None:
     tmp = tempfile.TemporaryDirectory()
     backends.append(("sqlite", contextlib.nullcontext(f"sqlite:///{tmp.name}/bench.db")))
     if not args.no_postgres:
-        backends.append(("postgres", postgres_database()))
+        backends.append(("postgres", fresh_postgres_database()))
 
     rows = []
     for name, db in backends:
         try:
-            with db as database_url, server(database_url) as url:
+            with (
+                db as database_url,
+                serve(database_url, Path(tmp.name) / f"{name}.log", SERVER_ENV) as server,
+            ):
+                url = server.url
                 rps, ok = bench_throughput(url, runs, args.clients)
                 post = bench_post_latency(url, posts)
                 sse = bench_sse_latency(url, streams)
