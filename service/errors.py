@@ -118,6 +118,18 @@ class TooManyStreamsError(CapacityError):
         )
 
 
+class LeaseLostError(ServiceError):
+    """This process no longer owns the run: another process took it over, so we stop writing."""
+
+    status_code = 409
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            f"run {run_id} is owned by another process now (our lease expired); "
+            "this process stopped writing to it"
+        )
+
+
 class RunStorageError(ServiceError):
     """A value (node update, output) cannot be stored as JSON."""
 

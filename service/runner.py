@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphflow_core import NodeEvent, NodeRecord, NodeRunLimitError, RunCancelledError
+from service.errors import LeaseLostError
 from service.leases import LeaseKeeper
 from service.models import Run, utcnow
 from service.node_events import check_json, error_info, node_event_write
@@ -268,7 +269,13 @@ class RunManager:
         def on_event(ev: NodeEvent) -> None:
             if ex.disowned:
                 return  # the run is another process's now: its events are not ours to write
-            self.store.record_node_event(run_id, node_event_write(ev))
+            try:
+                self.store.record_node_event(run_id, node_event_write(ev), self.owner_id)
+            except LeaseLostError:
+                log.warning("run %s was taken over by another process; stopping it", run_id)
+                ex.disowned = True
+                ex.cancel.set()
+                raise
             self.notify(run_id)
 
         try:
@@ -313,5 +320,5 @@ class RunManager:
         output: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
     ) -> None:
-        self.store.finish_run(run_id, status, output=output, error=error)
+        self.store.finish_run(run_id, status, output=output, error=error, owner_id=self.owner_id)
         self.notify(run_id)

@@ -25,6 +25,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -32,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import is_sqlite, make_engine
+from service.errors import LeaseLostError
 from service.models import NodeRun, Run, RunEvent, utcnow
 
 ACTIVE = ("queued", "running")
@@ -47,6 +49,8 @@ _BUMP_SEQ = (
     .values(last_seq=_runs.c.last_seq + 1)
     .returning(_runs.c.last_seq)
 )
+# The same, fenced: only the run's current owner may append (see ``LeaseLostError``).
+_BUMP_SEQ_AS_OWNER = _BUMP_SEQ.where(_runs.c.owner_id == bindparam("expected_owner"))
 _INSERT_EVENT = insert(cast(Table, RunEvent.__table__))
 _INSERT_RUN = insert(_runs)
 _NODE_FIELDS = (
@@ -152,7 +156,9 @@ class RunStore(Protocol):
         before: tuple[datetime, str] | None,
     ) -> list[Run]: ...
     def claim_run(self, run_id: str, owner_id: str, lease_seconds: float) -> Run | None: ...
-    def record_node_event(self, run_id: str, write: NodeEventWrite) -> int: ...
+    def record_node_event(
+        self, run_id: str, write: NodeEventWrite, owner_id: str | None = None
+    ) -> int: ...
     def finish_run(
         self,
         run_id: str,
@@ -160,6 +166,7 @@ class RunStore(Protocol):
         *,
         output: dict[str, Any] | None,
         error: dict[str, Any] | None,
+        owner_id: str | None = None,
     ) -> int | None: ...
     def cancel_queued(self, run_id: str) -> bool: ...
     def request_cancel(self, run_id: str) -> None: ...
@@ -219,15 +226,30 @@ class SqlRunStore:
 
     @staticmethod
     def _add_event(
-        conn: Connection | Session, run_id: str, type_: str, data: dict[str, Any]
+        conn: Connection | Session,
+        run_id: str,
+        type_: str,
+        data: dict[str, Any],
+        owner_id: str | None = None,
     ) -> int:
-        """Append the run's next stream event (its seq is bumped in the same transaction)."""
-        seq = int(conn.execute(_BUMP_SEQ, {"run_id": run_id}).scalar_one())
+        """Append the run's next stream event (its seq is bumped in the same transaction).
+
+        Raises:
+            LeaseLostError: ``owner_id`` is given and no longer owns the run.
+        """
+        if owner_id is None:
+            seq = conn.execute(_BUMP_SEQ, {"run_id": run_id}).scalar_one()
+        else:
+            seq = conn.execute(
+                _BUMP_SEQ_AS_OWNER, {"run_id": run_id, "expected_owner": owner_id}
+            ).scalar_one_or_none()
+            if seq is None:
+                raise LeaseLostError(run_id)
         conn.execute(
             _INSERT_EVENT,
             {"run_id": run_id, "seq": seq, "type": type_, "data": data, "created_at": utcnow()},
         )
-        return seq
+        return int(seq)
 
     # -- runs -----------------------------------------------------------------------------
     def create_run(
@@ -337,10 +359,16 @@ class SqlRunStore:
                 return run
             return None
 
-    def record_node_event(self, run_id: str, write: NodeEventWrite) -> int:
-        """Persist a node event (row change + stream event) in one transaction; return its seq."""
+    def record_node_event(
+        self, run_id: str, write: NodeEventWrite, owner_id: str | None = None
+    ) -> int:
+        """Persist a node event (row change + stream event) in one transaction; return its seq.
+
+        Raises:
+            LeaseLostError: ``owner_id`` is given and another process owns the run now.
+        """
         with self._write_conn() as conn:
-            seq = self._add_event(conn, run_id, write.type, write.data)
+            seq = self._add_event(conn, run_id, write.type, write.data, owner_id)
             conn.execute(
                 self._upsert_node,
                 {
@@ -369,13 +397,18 @@ class SqlRunStore:
         *,
         output: dict[str, Any] | None,
         error: dict[str, Any] | None,
+        owner_id: str | None = None,
     ) -> int | None:
-        """Move an active run to a terminal status, with its event; None if it already ended."""
+        """Move an active run to a terminal status, with its event; None if it already ended.
+
+        With ``owner_id``, only that owner may finish it (None too when another process owns it).
+        """
         now = utcnow()
         with self._write_conn() as conn:
+            owned = Run.owner_id == owner_id if owner_id is not None else true()
             started_at = conn.execute(
                 update(Run)
-                .where(Run.id == run_id, Run.status.in_(ACTIVE))
+                .where(Run.id == run_id, Run.status.in_(ACTIVE), owned)
                 .values(
                     status=status,
                     output=output,

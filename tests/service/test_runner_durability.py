@@ -192,6 +192,26 @@ def test_own_expired_runs_are_not_taken_over_by_the_same_process(store: SqlRunSt
     assert sorted(store.expired_runs()) == sorted([mine, theirs])
 
 
+def test_writes_are_fenced_once_another_process_owns_the_run(
+    store: SqlRunStore, workflows: dict[str, Any]
+) -> None:
+    # No heartbeat runs here, so only the fenced writes can notice the take-over.
+    manager = _manager(store, workflows, heartbeat_seconds=60)
+    rid = _queue(store, "steady_chain", {"tag": "t", "delay": 0.1}, manager.owner_id)
+    worker = threading.Thread(target=manager.execute, args=(rid,))
+    worker.start()
+    while not store.journal(rid):
+        time.sleep(0.01)
+    with store.write_engine.begin() as conn:
+        conn.execute(update(Run).where(Run.id == rid).values(owner_id="other"))
+    seen = len(store.events_after(rid, 0))
+    worker.join(30)
+    run = store.get_run(rid)
+    assert run is not None and run.status == "running" and run.owner_id == "other"
+    assert len(store.events_after(rid, 0)) == seen
+    assert len(store.journal(rid)) < len(CHAIN)
+
+
 def test_stop_releases_the_lease_so_the_next_process_resumes_at_once(
     store: SqlRunStore, workflows: dict[str, Any]
 ) -> None:
