@@ -12,7 +12,7 @@ from sse_starlette import EventSourceResponse
 from starlette.types import Receive, Scope, Send
 
 from service.errors import TooManyActiveRunsError, TooManyStreamsError
-from service.store import RunStore
+from service.storage import RunStore
 
 
 class ActiveRunCounter(Protocol):

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from service.store import LeaseRenewal, RunStore
+from service.storage import LeaseRenewal, RunStore
 
 log = logging.getLogger("graphflow.service.leases")
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from graphflow_core import EventKind, NodeError, NodeEvent
-from service.store import NodeEventWrite
+from service.storage import NodeEventWrite
 
 _EVENT_TYPES = {
     EventKind.STARTED: ("node_started", "running"),

@@ -25,7 +25,7 @@ from service.schemas import (
     RunSummaryPublic,
 )
 from service.settings import Settings
-from service.store import TERMINAL, RunStore
+from service.storage import TERMINAL, RunStore
 
 # Event ids are 32-bit integers in the database; larger resume points would overflow the query.
 MAX_EVENT_ID = 2**31 - 1

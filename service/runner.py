@@ -24,7 +24,7 @@ from service.models import Run, utcnow
 from service.node_events import check_json, error_info, node_event_write
 from service.registry import RegisteredWorkflow
 from service.settings import Settings
-from service.store import LeaseRenewal, RunStore
+from service.storage import LeaseRenewal, RunStore
 
 __all__ = ["RunManager", "error_info", "node_event_write"]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from service.store import TERMINAL, RunStore
+from service.storage import TERMINAL, RunStore
 
 TERMINAL_EVENTS = frozenset({"run_succeeded", "run_failed", "run_cancelled"})
 

@@ -21,7 +21,7 @@ from service.deps import (
 )
 from service.errors import RunNotFoundError
 from service.schemas import ErrorPublic, RunCreate, RunList, RunPublic, RunStatus
-from service.store import TERMINAL
+from service.storage import TERMINAL
 from service.streams import run_event_stream, wait_until_finished
 from service.strict_route import STRICT_RESPONSES, StrictRoute
 

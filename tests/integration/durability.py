@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 
 from service.models import Run
-from service.store import TERMINAL, SqlRunStore
+from service.storage import TERMINAL
+from service.store import SqlRunStore
 from tests.integration.durable_workflows import COUNTER_ENV
 
 DURABLE_WORKFLOWS = "tests.integration.durable_workflows"

@@ -5,24 +5,14 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from service.migrations import upgrade
 from service.registry import discover
 from service.runner import RunManager
 from service.store import SqlRunStore
 from tests.conftest import SAMPLE_WORKFLOWS, make_settings
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[SqlRunStore]:
-    s = SqlRunStore(database_url, pool_size=4)
-    upgrade(s.write_engine)
-    yield s
-    s.close()
 
 
 @pytest.fixture(scope="module")

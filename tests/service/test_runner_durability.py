@@ -5,30 +5,21 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import update
 
-from service.migrations import upgrade
 from service.models import Run, utcnow
 from service.registry import discover
 from service.runner import RunManager
-from service.store import NodeEventWrite, SqlRunStore
+from service.storage import NodeEventWrite
+from service.store import SqlRunStore
 from tests.conftest import make_settings
 from tests.integration.durable_workflows import CHAIN
 
 DURABLE_WORKFLOWS = "tests.integration.durable_workflows"
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[SqlRunStore]:
-    s = SqlRunStore(database_url, pool_size=4)
-    upgrade(s.write_engine)
-    yield s
-    s.close()
 
 
 @pytest.fixture(scope="module")

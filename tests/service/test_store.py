@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from service.migrations import upgrade
-from service.store import NodeEventWrite, SqlRunStore
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[SqlRunStore]:
-    s = SqlRunStore(database_url, pool_size=4)
-    upgrade(s.write_engine)
-    yield s
-    s.close()
+from service.storage import NodeEventWrite
+from service.store import SqlRunStore
 
 
 def _new_run(

@@ -1,0 +1,19 @@
+"""Fixtures shared by the service tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from service.migrations import upgrade
+from service.store import SqlRunStore
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[SqlRunStore]:
+    """A migrated store on a fresh database (SQLite and Postgres, via ``database_url``)."""
+    s = SqlRunStore(database_url, pool_size=4)
+    upgrade(s.write_engine)
+    yield s
+    s.close()
