@@ -58,16 +58,9 @@ def node_run_public(row: NodeRun) -> NodeRunPublic:
 
 def run_public(run: Run, nodes: list[NodeRun]) -> RunPublic:
     return RunPublic(
-        id=run.id,
-        graph=run.graph,
-        status=run.status,  # type: ignore[arg-type]
+        **dict(run_summary(run)),
         input=run.input,
         output=run.output,
-        error=RunErrorPublic(**run.error) if run.error else None,
-        created_at=run.created_at,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-        duration_ms=_duration_ms(run),
         nodes=[node_run_public(n) for n in nodes],
     )
 

@@ -41,20 +41,6 @@ class NodeRunPublic(BaseModel):
     error: RunErrorPublic | None = None
 
 
-class RunPublic(BaseModel):
-    id: str
-    graph: str
-    status: RunStatus
-    input: dict[str, Any]
-    output: dict[str, Any] | None
-    error: RunErrorPublic | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    duration_ms: float | None
-    nodes: list[NodeRunPublic]
-
-
 class RunSummaryPublic(BaseModel):
     id: str
     graph: str
@@ -64,6 +50,12 @@ class RunSummaryPublic(BaseModel):
     finished_at: datetime | None
     duration_ms: float | None
     error: RunErrorPublic | None
+
+
+class RunPublic(RunSummaryPublic):
+    input: dict[str, Any]
+    output: dict[str, Any] | None
+    nodes: list[NodeRunPublic]
 
 
 class RunList(BaseModel):
