@@ -11,19 +11,19 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from service import security
-from service.body_limit import BodyLimitMiddleware
-from service.capacity import StreamSlots
-from service.catalog import Catalog
+from service.api import security
+from service.api.body_limit import BodyLimitMiddleware
+from service.api.capacity import StreamSlots
+from service.api.catalog import Catalog
+from service.api.routes import graphs, health, runs
 from service.errors import ServiceError
-from service.migrations import upgrade
-from service.registry import discover
-from service.routes import graphs, health, runs
-from service.runner import RunManager
+from service.runtime.registry import discover
+from service.runtime.runner import RunManager
+from service.runtime.shutdown import DrainGuard, drain_on_signals
+from service.runtime.streams import Notifier
 from service.settings import Settings
-from service.shutdown import DrainGuard, drain_on_signals
-from service.store import SqlRunStore
-from service.streams import Notifier
+from service.storage.migrations import upgrade
+from service.storage.sql import SqlRunStore
 
 log = logging.getLogger("graphflow.service")
 

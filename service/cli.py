@@ -14,8 +14,8 @@ from rich.live import Live
 from rich.table import Table
 
 from graphflow_core import EventKind, NodeEvent
-from service.registry import RegisteredWorkflow, discover
-from service.runner import error_info
+from service.runtime.registry import RegisteredWorkflow, discover
+from service.runtime.runner import error_info
 from service.settings import Settings
 
 app = typer.Typer(
@@ -42,7 +42,7 @@ def serve(
 
     import uvicorn
 
-    from service.security import bind_warning
+    from service.api.security import bind_warning
 
     try:
         settings = Settings()

@@ -50,6 +50,10 @@ class ConflictError(ServiceError):
 class PayloadTooLargeError(ServiceError):
     status_code = 413
 
+    @classmethod
+    def for_limit(cls, limit: int) -> PayloadTooLargeError:
+        return cls(f"request body exceeds the limit of {limit} bytes (GRAPHFLOW_MAX_BODY_BYTES)")
+
 
 class BodyTooDeepError(ServiceError):
     """The JSON request body nests arrays/objects deeper than the configured maximum."""

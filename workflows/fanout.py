@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from graphflow_core import Command, StateGraph
-from service.registry import workflow
+from service.runtime.registry import workflow
 from workflows._common import State, simulate_work
 
 # Processor name → nominal delay in seconds (the guide's values), scaled by ``delay_scale``.

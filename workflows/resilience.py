@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from graphflow_core import Command, StateGraph
-from service.registry import workflow
+from service.runtime.registry import workflow
 from workflows._common import State, node_rng
 
 # Backup node → (display name, nominal reliability).

@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 
-from service.models import Run
-from service.storage import TERMINAL
-from service.store import SqlRunStore
+from service.storage.base import TERMINAL
+from service.storage.sql import SqlRunStore
+from service.storage.tables import Run
 from tests.integration.durable_workflows import COUNTER_ENV
 
 DURABLE_WORKFLOWS = "tests.integration.durable_workflows"

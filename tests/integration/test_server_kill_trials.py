@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from service.registry import discover
+from service.runtime.registry import discover
 from tests.conftest import LiveServer
 from tests.integration.durability import (
     DURABLE_WORKFLOWS,

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.storage import TERMINAL
+from service.storage.base import TERMINAL
 from tests.conftest import LiveServer
 from tests.integration.durability import (
     completed_event_nodes,
@@ -22,7 +22,7 @@ from tests.integration.durability import (
     wait_terminal,
 )
 from tests.integration.durable_workflows import CHAIN
-from tests.service.test_routes_runs import parse_sse
+from tests.service.api.test_routes_runs import parse_sse
 
 pytestmark = pytest.mark.slow
 

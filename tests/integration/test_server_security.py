@@ -12,8 +12,8 @@ import httpx
 import pytest
 from starlette.routing import Route
 
+from service.api.security import PUBLIC_PATHS
 from service.app import create_app
-from service.security import PUBLIC_PATHS
 from tests.conftest import ROOT, LiveServer, make_settings, server_env
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer
-from tests.service.test_routes_runs import parse_sse
+from tests.service.api.test_routes_runs import parse_sse
 
 pytestmark = pytest.mark.slow
 

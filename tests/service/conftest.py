@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.migrations import upgrade
-from service.store import SqlRunStore
+from service.storage.migrations import upgrade
+from service.storage.sql import SqlRunStore
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from service.registry import RegisteredWorkflow, discover
+from service.runtime.registry import RegisteredWorkflow, discover
 
 RunWorkflow = Callable[..., dict[str, Any]]
 

@@ -8,7 +8,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from service.registry import RegisteredWorkflow
+from service.runtime.registry import RegisteredWorkflow
 
 RunWorkflow = Callable[..., dict[str, Any]]
 

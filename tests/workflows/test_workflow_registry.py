@@ -1,4 +1,4 @@
-"""Tests of ``service.registry``: registering, discovering and validating workflows."""
+"""Tests of ``service.runtime.registry``: registering, discovering and validating workflows."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from service.registry import RegisteredWorkflow, WorkflowRegistryError, discover, workflow
+from service.runtime.registry import RegisteredWorkflow, WorkflowRegistryError, discover, workflow
 
 BUILTIN_NAMES = [
     "advanced_workflow",
@@ -28,7 +28,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from graphflow_core import StateGraph
-from service.registry import workflow
+from service.runtime.registry import workflow
 """
 
 ECHO = (

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from graphflow_core import StateGraph
-from service.registry import workflow
+from service.runtime.registry import workflow
 
 COUNTER_ENV = "GRAPHFLOW_TEST_COUNTER"
 BRANCHES = [f"b{i:02d}" for i in range(18)]

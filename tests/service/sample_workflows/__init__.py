@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from graphflow_core import StateGraph
-from service.registry import workflow
+from service.runtime.registry import workflow
 
 
 class ThreeStepInput(BaseModel):

@@ -1,0 +1,51 @@
+"""FastAPI dependencies: the app-wide objects created in the lifespan."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.api.capacity import ServiceStore, StreamSlots
+from service.api.catalog import Catalog
+from service.runtime.runner import RunManager
+from service.runtime.streams import Notifier
+from service.settings import Settings
+
+
+def get_store(request: Request) -> ServiceStore:
+    store: ServiceStore = request.app.state.store
+    return store
+
+
+def get_catalog(request: Request) -> Catalog:
+    catalog: Catalog = request.app.state.catalog
+    return catalog
+
+
+def get_runner(request: Request) -> RunManager:
+    runner: RunManager = request.app.state.runner
+    return runner
+
+
+def get_notifier(request: Request) -> Notifier:
+    notifier: Notifier = request.app.state.notifier
+    return notifier
+
+
+def get_stream_slots(request: Request) -> StreamSlots:
+    slots: StreamSlots = request.app.state.stream_slots
+    return slots
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+StoreDep = Annotated[ServiceStore, Depends(get_store)]
+CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+RunnerDep = Annotated[RunManager, Depends(get_runner)]
+NotifierDep = Annotated[Notifier, Depends(get_notifier)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StreamSlotsDep = Annotated[StreamSlots, Depends(get_stream_slots)]

@@ -1,0 +1,189 @@
+"""Service functions behind the routes: create, read, list and cancel runs."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from service.api.capacity import ServiceStore, check_run_capacity
+from service.api.catalog import Catalog
+from service.api.schemas import (
+    NodeRunPublic,
+    RunCreate,
+    RunErrorPublic,
+    RunList,
+    RunPublic,
+    RunSummaryPublic,
+)
+from service.errors import ConflictError, InvalidCursorError, InvalidInputError, RunNotFoundError
+from service.runtime.runner import RunManager
+from service.settings import Settings
+from service.storage.base import TERMINAL, RunStore
+from service.storage.tables import NodeRun, Run
+
+# Event ids are 32-bit integers in the database; larger resume points would overflow the query.
+MAX_EVENT_ID = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Created:
+    run: RunPublic
+    created: bool
+
+
+def _duration_ms(run: Run) -> float | None:
+    if run.started_at is None or run.finished_at is None:
+        return None
+    return (run.finished_at - run.started_at).total_seconds() * 1000
+
+
+def node_run_public(row: NodeRun) -> NodeRunPublic:
+    return NodeRunPublic(
+        id=row.activation_id,
+        node=row.node,
+        status=row.status,  # type: ignore[arg-type]
+        attempt=row.attempt,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        duration_ms=row.duration_ms,
+        error=RunErrorPublic(**row.error) if row.error else None,
+    )
+
+
+def run_public(run: Run, nodes: list[NodeRun]) -> RunPublic:
+    return RunPublic(
+        **dict(run_summary(run)),
+        input=run.input,
+        output=run.output,
+        nodes=[node_run_public(n) for n in nodes],
+    )
+
+
+def run_summary(run: Run) -> RunSummaryPublic:
+    return RunSummaryPublic(
+        id=run.id,
+        graph=run.graph,
+        status=run.status,  # type: ignore[arg-type]
+        created_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        duration_ms=_duration_ms(run),
+        error=RunErrorPublic(**run.error) if run.error else None,
+    )
+
+
+def get_run(store: RunStore, run_id: uuid.UUID | str) -> RunPublic:
+    rid = str(run_id)
+    run = store.get_run(rid)
+    if run is None:
+        raise RunNotFoundError(rid)
+    return run_public(run, store.node_runs(rid))
+
+
+def create_run(
+    store: ServiceStore,
+    catalog: Catalog,
+    runner: RunManager,
+    settings: Settings,
+    graph: str,
+    body: RunCreate,
+    idempotency_key: str | None,
+) -> Created:
+    """Validate the input against the graph, store a queued run and hand it to the runner.
+
+    With an ``idempotency_key`` already used, the existing run is returned (``created=False``);
+    reusing a key for another graph or input is a conflict. Raises ``GraphNotFoundError``,
+    ``InvalidInputError``, ``ConflictError`` and, when ``max_active_runs`` runs are queued or
+    running, ``TooManyActiveRunsError`` (a retried key still gets its run back).
+    """
+    wf = catalog.get(graph)
+    try:
+        validated = wf.validate_input(body.input)
+    except ValidationError as exc:
+        raise InvalidInputError(json.loads(exc.json(include_url=False))) from exc
+    if idempotency_key is None or store.get_run_by_idempotency_key(idempotency_key) is None:
+        check_run_capacity(store, settings.max_active_runs)
+    run, created = store.create_run(
+        run_id=str(uuid.uuid4()),
+        graph=graph,
+        input=validated,
+        max_concurrent=body.max_concurrent,
+        idempotency_key=idempotency_key,
+        owner_id=settings.owner_id,
+        lease_seconds=settings.lease_seconds,
+    )
+    if not created and (run.graph != graph or run.input != validated):
+        raise ConflictError(
+            f"Idempotency-Key {idempotency_key!r} was already used for run {run.id} "
+            "with a different graph or input"
+        )
+    if created:
+        runner.submit(run.id)
+    return Created(run=get_run(store, run.id), created=created)
+
+
+def encode_cursor(run: Run) -> str:
+    return cursor_for(run.created_at, run.id)
+
+
+def cursor_for(created_at: datetime, run_id: str) -> str:
+    """The opaque cursor of the page after the run created at ``created_at`` with ``run_id``."""
+    raw = json.dumps([created_at.isoformat(), run_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, run_id = json.loads(raw)
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None or not isinstance(run_id, str):
+            raise ValueError("bad cursor")
+        return when, str(uuid.UUID(run_id))
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidCursorError() from exc
+
+
+def list_runs(
+    store: RunStore, *, graph: str | None, status: str | None, limit: int, cursor: str | None
+) -> RunList:
+    before = decode_cursor(cursor) if cursor else None
+    rows = store.list_runs(graph=graph, status=status, limit=limit + 1, before=before)
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
+    return RunList(items=[run_summary(r) for r in page], next_cursor=next_cursor)
+
+
+def cancel_run(store: RunStore, runner: RunManager, run_id: uuid.UUID) -> RunPublic:
+    """Cancel a queued or running run; cancelling an ended run is a conflict (409)."""
+    rid = str(run_id)
+    run = store.get_run(rid)
+    if run is None:
+        raise RunNotFoundError(rid)
+    if run.status == "cancelled":
+        return get_run(store, rid)
+    if run.status in TERMINAL:
+        raise ConflictError(f"run {rid} already {run.status}; it cannot be cancelled")
+    runner.cancel(rid)
+    return get_run(store, rid)
+
+
+def event_start(last_event_id: str | None, after: int | None) -> int:
+    """Seq to resume after: ``?after=`` wins over ``Last-Event-ID``; garbage means 0.
+
+    Values beyond ``MAX_EVENT_ID`` are clamped to it (no such event exists).
+    """
+    if after is not None:
+        return min(after, MAX_EVENT_ID)
+    if last_event_id:
+        try:
+            return min(max(0, int(last_event_id.strip())), MAX_EVENT_ID)
+        except ValueError:
+            return 0
+    return 0

@@ -1,0 +1,171 @@
+"""Runs: create, inspect, list, cancel and stream events."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+from sse_starlette import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
+
+from service.api import operations
+from service.api.capacity import SlotEventSourceResponse
+from service.api.deps import (
+    CatalogDep,
+    NotifierDep,
+    RunnerDep,
+    SettingsDep,
+    StoreDep,
+    StreamSlotsDep,
+)
+from service.api.schemas import ErrorPublic, RunCreate, RunList, RunPublic, RunStatus
+from service.api.strict_route import STRICT_RESPONSES, StrictRoute
+from service.errors import RunNotFoundError
+from service.runtime.streams import run_event_stream, wait_until_finished
+from service.storage.base import TERMINAL
+
+router = APIRouter(tags=["runs"], route_class=StrictRoute, responses=STRICT_RESPONSES)
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorPublic} for code in codes}
+
+
+# One server-sent event as clients parse it; ``data`` is the event's JSON payload, encoded.
+_SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "description": "The event's seq, for Last-Event-ID."},
+        "event": {"type": "string", "description": "run_started, node_completed, ..."},
+        "data": {"type": "string", "description": "JSON-encoded payload."},
+    },
+    "required": ["id", "event", "data"],
+}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying."}}
+# Printable text only: NUL and control characters cannot be stored in Postgres text columns.
+_TEXT = r"^[^\x00-\x1f\x7f]*$"
+
+
+@router.post(
+    "/graphs/{name}/runs",
+    operation_id="create_run",
+    status_code=202,
+    response_model=RunPublic,
+    responses={
+        200: {"model": RunPublic},
+        **_errors(404, 409, 413),
+        429: {"model": ErrorPublic, "headers": _RETRY_AFTER, "description": "Too many runs"},
+    },
+)
+async def create_run(
+    name: str,
+    body: RunCreate,
+    response: Response,
+    store: StoreDep,
+    catalog: CatalogDep,
+    runner: RunnerDep,
+    notifier: NotifierDep,
+    settings: SettingsDep,
+    wait: Annotated[bool, Query(description="Wait for the run to end (bounded).")] = False,
+    idempotency_key: Annotated[str | None, Header(max_length=255, pattern=_TEXT)] = None,
+) -> RunPublic:
+    """Start a run of a graph (202), or return the run an Idempotency-Key already made (200)."""
+    result = await run_in_threadpool(
+        operations.create_run, store, catalog, runner, settings, name, body, idempotency_key
+    )
+    run = result.run
+    if wait and run.status not in TERMINAL:
+        await wait_until_finished(store, notifier, run.id, settings.run_wait_timeout)
+        run = await run_in_threadpool(operations.get_run, store, run.id)
+    response.headers["Location"] = f"/runs/{run.id}"
+    finished = run.status in TERMINAL
+    response.status_code = 200 if (not result.created or (wait and finished)) else 202
+    return run
+
+
+@router.get("/runs", operation_id="list_runs", response_model=RunList)
+def list_runs(
+    store: StoreDep,
+    graph: Annotated[str | None, Query(max_length=200, pattern=_TEXT)] = None,
+    status: RunStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size, at most 100.")] = 20,
+    cursor: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            description="The next_cursor of a previous page, unchanged (opaque).",
+            json_schema_extra={"format": "cursor"},
+        ),
+    ] = None,
+) -> RunList:
+    """List runs newest first, paginated with an opaque cursor."""
+    return operations.list_runs(store, graph=graph, status=status, limit=limit, cursor=cursor)
+
+
+@router.get(
+    "/runs/{run_id}",
+    operation_id="get_run",
+    response_model=RunPublic,
+    responses={404: {"model": ErrorPublic}},
+)
+def get_run(run_id: uuid.UUID, store: StoreDep) -> RunPublic:
+    """Get a run with its node runs."""
+    return operations.get_run(store, run_id)
+
+
+@router.post(
+    "/runs/{run_id}/cancel",
+    operation_id="cancel_run",
+    response_model=RunPublic,
+    responses={202: {"model": RunPublic}, **_errors(404, 409)},
+)
+def cancel_run(
+    run_id: uuid.UUID, response: Response, store: StoreDep, runner: RunnerDep
+) -> RunPublic:
+    """Cancel a run: nothing new starts and it ends cancelled (202 while it winds down)."""
+    run = operations.cancel_run(store, runner, run_id)
+    response.status_code = 200 if run.status in TERMINAL else 202
+    return run
+
+
+@router.get(
+    "/runs/{run_id}/events",
+    operation_id="stream_run_events",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {"schema": _SSE_EVENT}},
+            "description": "Server-sent events of the run, ending after the terminal one.",
+        },
+        404: {"model": ErrorPublic},
+        503: {"model": ErrorPublic, "headers": _RETRY_AFTER, "description": "Too many streams"},
+    },
+)
+async def stream_run_events(
+    run_id: uuid.UUID,
+    store: StoreDep,
+    notifier: NotifierDep,
+    settings: SettingsDep,
+    slots: StreamSlotsDep,
+    after: Annotated[
+        int | None,
+        Query(ge=0, le=operations.MAX_EVENT_ID, description="Resume after this event id."),
+    ] = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> EventSourceResponse:
+    """Stream the run's events (past ones first, then live) as server-sent events.
+
+    Holds one of ``max_streams`` slots until the stream ends or the client disconnects.
+    """
+    rid = str(run_id)
+    if await run_in_threadpool(store.get_run, rid) is None:
+        raise RunNotFoundError(rid)
+    start = operations.event_start(last_event_id, after)
+    slot = slots.acquire()
+    return SlotEventSourceResponse(
+        run_event_stream(store, notifier, rid, start, settings.sse_keepalive_seconds),
+        slot=slot,
+        ping=settings.sse_keepalive_seconds,
+        headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"},
+    )

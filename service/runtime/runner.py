@@ -1,0 +1,324 @@
+"""Executes runs on the engine in worker threads and persists every event before announcing it.
+
+Each node event from ``graph.invoke(on_event=...)`` is written to the store (node-run row and
+stream event in one transaction) and only then are streams woken, so a client never sees an event
+that is not stored. A ``LeaseKeeper`` renews the leases of our active runs, relays cancel
+requests made through another process, stops runs another process has taken over, and resumes
+runs whose owner died (expired lease) with the journal of their completed node runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphflow_core import NodeEvent, NodeRecord, NodeRunLimitError, RunCancelledError
+from service.errors import LeaseLostError
+from service.runtime.leases import LeaseKeeper
+from service.runtime.node_events import check_json, error_info, node_event_write
+from service.runtime.registry import RegisteredWorkflow
+from service.settings import Settings
+from service.storage.base import LeaseRenewal, RunStore
+from service.storage.tables import Run, utcnow
+
+__all__ = ["RunManager", "error_info", "node_event_write"]
+
+log = logging.getLogger("graphflow.service.runtime.runner")
+
+
+@dataclass
+class _Execution:
+    """What this process knows about a run it is executing, and why it may have to stop."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    by_user: bool = False  # a client cancelled it: it ends ``cancelled``
+    timed_out: bool = False  # it hit GRAPHFLOW_MAX_RUN_SECONDS: it ends ``failed``
+    # Another process resumes it (our lease was lost, or released at shutdown): we neither
+    # write its events nor finish it.
+    disowned: bool = False
+
+
+def duration_error(max_seconds: float) -> dict[str, Any]:
+    """The error of a run stopped for running longer than ``max_seconds``."""
+    return {
+        "type": "RunTimeoutError",
+        "message": (
+            f"run exceeded the maximum duration of {max_seconds:g} s (GRAPHFLOW_MAX_RUN_SECONDS)"
+        ),
+        "node": None,
+    }
+
+
+class RunManager:
+    """Owns the worker threads, the lease heartbeat and the local state of live runs."""
+
+    def __init__(
+        self,
+        store: RunStore,
+        workflows: Mapping[str, RegisteredWorkflow],
+        settings: Settings,
+        notify: Callable[[str], None],
+    ) -> None:
+        self.store = store
+        self.workflows = workflows
+        self.settings = settings
+        self.notify = notify
+        self.owner_id = settings.owner_id
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._executions: dict[str, _Execution] = {}
+        self._user_cancelled: set[str] = set()  # cancelled before its execution began here
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._hurry = threading.Event()
+        self._stop_lock = threading.Lock()
+        self._stopped = False
+        self._workers: list[threading.Thread] = []
+        self._leases = LeaseKeeper(
+            store,
+            self.owner_id,
+            lease_seconds=settings.lease_seconds,
+            interval=settings.heartbeat_interval,
+            on_renewal=self._on_renewal,
+            on_expired=self._disown_all,
+            on_tick=self.recover,
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------
+    @property
+    def accepting(self) -> bool:
+        """False once shutdown began: no new runs are taken."""
+        return not self._stopping.is_set()
+
+    def start(self) -> None:
+        """Start the workers and the lease heartbeat; resume runs orphaned by dead processes."""
+        for i in range(self.settings.max_concurrent_runs):
+            t = threading.Thread(target=self._work, name=f"graphflow-run-{i}", daemon=True)
+            t.start()
+            self._workers.append(t)
+        self._leases.start()
+        self.recover()
+
+    def stop(self, grace_seconds: float = 5.0) -> None:
+        """Drain: start nothing new, let nodes in flight finish for up to ``grace_seconds``.
+
+        Runs that did not end stay ``running``; their leases are released so that the next
+        process resumes them at once (nodes still in flight past the grace run again there).
+        Idempotent; a concurrent second call waits for the first.
+        """
+        self._stopping.set()
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            for _ in self._workers:
+                self._queue.put(None)
+            with self._lock:
+                for ex in self._executions.values():
+                    ex.cancel.set()  # the engine starts nothing new; running nodes finish
+            deadline = time.monotonic() + grace_seconds
+            busy = [t for t in self._workers if t is not threading.current_thread()]
+            while busy and time.monotonic() < deadline and not self._hurry.is_set():
+                busy[0].join(min(0.05, max(0.0, deadline - time.monotonic())))
+                busy = [t for t in busy if t.is_alive()]
+            self._disown_all()
+            self._leases.stop()
+            try:
+                self.store.release_leases(self.owner_id)
+            except Exception:  # pragma: no cover - DB gone at shutdown
+                log.exception("could not release leases")
+
+    def hurry(self) -> None:
+        """End the grace period of a ``stop`` in progress now."""
+        self._hurry.set()
+
+    # -- public ---------------------------------------------------------------------------
+    def submit(self, run_id: str) -> None:
+        """Queue a run we own for execution (ignored while stopping: its lease hands it on)."""
+        if self.accepting:
+            self._queue.put(run_id)
+
+    def cancel(self, run_id: str) -> bool:
+        """Cancel a queued run at once, or ask a running one to stop. False if already ended."""
+        if self.store.cancel_queued(run_id):
+            self.notify(run_id)
+            return True
+        with self._lock:
+            ex = self._executions.get(run_id)
+            if ex is None:
+                self._user_cancelled.add(run_id)
+        self.store.request_cancel(run_id)  # seen by the owner's heartbeat if it is elsewhere
+        if ex is not None:
+            ex.by_user = True
+            ex.cancel.set()
+        return True
+
+    def recover(self) -> list[str]:
+        """Take over active runs whose lease expired and queue them; return their ids."""
+        taken: list[str] = []
+        if not self.accepting:
+            return taken
+        for run_id in self.store.expired_runs(exclude_owner=self.owner_id):
+            run = self.store.take_over(
+                run_id,
+                self.owner_id,
+                self.settings.lease_seconds,
+                self.settings.max_recovery_attempts,
+            )
+            if run is None:
+                self.notify(run_id)  # it may have been failed for too many recoveries
+                continue
+            log.info("resuming run %s (%s)", run_id, run.status)
+            taken.append(run_id)
+            self.submit(run_id)
+        return taken
+
+    # -- leases ---------------------------------------------------------------------------
+    def _on_renewal(self, renewal: LeaseRenewal) -> None:
+        with self._lock:
+            executions = list(self._executions.items())
+        for run_id, ex in executions:
+            if run_id not in renewal.owned:
+                # The renewal is a snapshot: a run created or claimed since is ours all the
+                # same. Only another owner on the row itself means the lease was lost.
+                current = self.store.get_run(run_id)
+                if current is None or current.owner_id in (None, self.owner_id):
+                    continue
+                log.warning("lost the lease of run %s to another process; stopping it", run_id)
+                ex.disowned = True
+                ex.cancel.set()
+            elif run_id in renewal.cancel_requested:
+                ex.by_user = True
+                ex.cancel.set()
+
+    def _disown_all(self) -> None:
+        with self._lock:
+            for ex in self._executions.values():
+                ex.disowned = True
+                ex.cancel.set()
+
+    # -- execution ------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            run_id = self._queue.get()
+            if run_id is None or self._stopping.is_set():
+                return
+            try:
+                self.execute(run_id)
+            except Exception:
+                log.exception("run %s crashed the runner", run_id)
+
+    def execute(self, run_id: str) -> None:
+        """Run ``run_id`` to its end (or until we stop or lose it) in the calling thread."""
+        ex = _Execution()
+        with self._lock:
+            if run_id in self._executions:
+                return  # queued twice (a takeover raced a submit): one execution is enough
+            self._executions[run_id] = ex
+        timer = None
+        try:
+            run = self.store.claim_run(run_id, self.owner_id, self.settings.lease_seconds)
+            if run is None:
+                return
+            self.notify(run_id)
+            wf = self.workflows.get(run.graph)
+            if wf is None:
+                error = {"type": "GraphNotFound", "message": f"graph {run.graph!r} is not loaded"}
+                self._finish(run_id, "failed", error={**error, "node": None})
+                return
+            with self._lock:
+                if run.cancel_requested or run_id in self._user_cancelled:
+                    ex.by_user = True
+                    ex.cancel.set()
+                if self._stopping.is_set():
+                    ex.cancel.set()
+            timer = self._start_timer(run, ex)
+            self._invoke(run, wf, ex)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            with self._lock:
+                self._executions.pop(run_id, None)
+                self._user_cancelled.discard(run_id)
+
+    def _start_timer(self, run: Run, ex: _Execution) -> threading.Timer | None:
+        """Arm GRAPHFLOW_MAX_RUN_SECONDS, counted from the run's first start (not this resume)."""
+        limit = self.settings.max_run_seconds
+        if limit is None:
+            return None
+        started = run.started_at or utcnow()
+        remaining = limit - (utcnow() - started).total_seconds()
+
+        def expire() -> None:
+            ex.timed_out = True
+            ex.cancel.set()
+
+        timer = threading.Timer(max(0.0, remaining), expire)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def _invoke(self, run: Run, wf: RegisteredWorkflow, ex: _Execution) -> None:
+        run_id = run.id
+        journal = [NodeRecord.from_dict(d) for d in self.store.journal(run_id)]
+
+        def on_event(ev: NodeEvent) -> None:
+            if ex.disowned:
+                return  # the run is another process's now: its events are not ours to write
+            try:
+                self.store.record_node_event(run_id, node_event_write(ev), self.owner_id)
+            except LeaseLostError:
+                log.warning("run %s was taken over by another process; stopping it", run_id)
+                ex.disowned = True
+                ex.cancel.set()
+                raise
+            self.notify(run_id)
+
+        try:
+            output = wf.graph.invoke(
+                dict(run.input),
+                on_event=on_event,
+                journal=journal,
+                cancel=ex.cancel,
+                max_concurrent=run.max_concurrent,
+                max_node_runs=self.settings.max_node_runs,
+            )
+        except RunCancelledError:
+            if ex.disowned:
+                return
+            if ex.timed_out:
+                assert self.settings.max_run_seconds is not None
+                self._finish(run_id, "failed", error=duration_error(self.settings.max_run_seconds))
+            elif ex.by_user or not self._stopping.is_set():
+                self._finish(run_id, "cancelled")
+            # else: interrupted by shutdown; the next process resumes it
+        except Exception as exc:
+            if not ex.disowned:
+                error = error_info(exc)
+                if isinstance(exc, NodeRunLimitError):
+                    error["message"] += f" (the service's cap: GRAPHFLOW_MAX_NODE_RUNS={exc.limit})"
+                self._finish(run_id, "failed", error=error)
+        else:
+            if ex.disowned:
+                return
+            try:
+                check_json(output, "run output")
+            except TypeError as exc:
+                self._finish(run_id, "failed", error=error_info(exc))
+            else:
+                self._finish(run_id, "succeeded", output=output)
+
+    def _finish(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        output: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        self.store.finish_run(run_id, status, output=output, error=error, owner_id=self.owner_id)
+        self.notify(run_id)

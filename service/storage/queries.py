@@ -1,0 +1,164 @@
+"""Every SQL statement of the run store, built once (or by a small function) in one place.
+
+``SqlRunStore`` (``service.storage.sql``) executes them. The hot write path runs prebuilt Core
+statements with bound parameters: building a statement per call costs more than executing it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Select, Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from service.storage.base import ACTIVE
+from service.storage.tables import NodeRun, Run, RunEvent
+
+__all__ = [
+    "BUMP_SEQ",
+    "BUMP_SEQ_AS_OWNER",
+    "COUNT_ACTIVE_RUNS",
+    "INSERT_EVENT",
+    "INSERT_RUN",
+    "events_after",
+    "expired_runs",
+    "in_flight",
+    "journal",
+    "last_resume_seq",
+    "list_runs",
+    "node_runs",
+    "node_upsert",
+    "progressed_since",
+    "run_by_idempotency_key",
+]
+
+_runs = cast(Table, Run.__table__)
+_node_runs = cast(Table, NodeRun.__table__)
+
+BUMP_SEQ = (
+    update(_runs)
+    .where(_runs.c.id == bindparam("run_id"))
+    .values(last_seq=_runs.c.last_seq + 1)
+    .returning(_runs.c.last_seq)
+)
+"""Take the run's next event seq: ``{run_id}`` -> the new ``last_seq``."""
+
+BUMP_SEQ_AS_OWNER = BUMP_SEQ.where(_runs.c.owner_id == bindparam("expected_owner"))
+"""The same, fenced: only the run's current owner may append (no row: ``LeaseLostError``)."""
+
+INSERT_EVENT = insert(cast(Table, RunEvent.__table__))
+INSERT_RUN = insert(_runs)
+
+COUNT_ACTIVE_RUNS = select(func.count()).select_from(Run).where(Run.status.in_(ACTIVE))
+
+_NODE_FIELDS = (
+    "node",
+    "status",
+    "attempt",
+    "parents",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "update",
+    "goto",
+    "error",
+    "completed_seq",
+)
+
+
+def node_upsert(dialect: str) -> Any:
+    """Insert a node run, or update it in place on a retry (keeping its first ``seq``)."""
+    stmt = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(_node_runs)
+    completed = _node_runs.c.completed_seq
+    return stmt.on_conflict_do_update(
+        index_elements=["run_id", "activation_id"],
+        set_={
+            **{f: stmt.excluded[f] for f in _NODE_FIELDS if f != "completed_seq"},
+            "completed_seq": func.coalesce(stmt.excluded.completed_seq, completed),
+        },
+    )
+
+
+def run_by_idempotency_key(key: str) -> Select[Run]:
+    return select(Run).where(Run.idempotency_key == key)
+
+
+def node_runs(run_id: str) -> Select[NodeRun]:
+    """The run's node runs in start order."""
+    return select(NodeRun).where(NodeRun.run_id == run_id).order_by(NodeRun.seq)
+
+
+def list_runs(
+    *, graph: str | None, status: str | None, limit: int, before: tuple[datetime, str] | None
+) -> Select[Run]:
+    """Runs newest first, optionally filtered, starting after the ``before`` keyset position."""
+    stmt = select(Run)
+    if graph is not None:
+        stmt = stmt.where(Run.graph == graph)
+    if status is not None:
+        stmt = stmt.where(Run.status == status)
+    if before is not None:
+        created, run_id = before
+        stmt = stmt.where(
+            or_(Run.created_at < created, and_(Run.created_at == created, Run.id < run_id))
+        )
+    return stmt.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit)
+
+
+def expired_runs(now: datetime, exclude_owner: str | None) -> Select[str]:
+    """Ids of active runs whose lease expired before ``now``, oldest first."""
+    stmt = (
+        select(Run.id)
+        .where(
+            Run.status.in_(ACTIVE),
+            or_(Run.lease_expires_at.is_(None), Run.lease_expires_at < now),
+        )
+        .order_by(Run.created_at)
+    )
+    if exclude_owner is not None:
+        stmt = stmt.where(or_(Run.owner_id.is_(None), Run.owner_id != exclude_owner))
+    return stmt
+
+
+def in_flight(run_id: str) -> Select[str, str]:
+    """(node run id, node) of the node runs started but not ended, in start order."""
+    return (
+        select(NodeRun.activation_id, NodeRun.node)
+        .where(NodeRun.run_id == run_id, NodeRun.status == "running")
+        .order_by(NodeRun.seq)
+    )
+
+
+def last_resume_seq(run_id: str) -> Select[int]:
+    """The seq of the run's latest ``run_resumed`` event (NULL when never resumed)."""
+    return select(func.max(RunEvent.seq)).where(
+        RunEvent.run_id == run_id, RunEvent.type == "run_resumed"
+    )
+
+
+def progressed_since(run_id: str, seq: int) -> Select[str]:
+    """One node run of the run completed after event ``seq``, if any."""
+    return (
+        select(NodeRun.activation_id)
+        .where(NodeRun.run_id == run_id, NodeRun.completed_seq > seq)
+        .limit(1)
+    )
+
+
+def journal(run_id: str) -> Select[NodeRun]:
+    """The run's completed node runs in completion order."""
+    return (
+        select(NodeRun)
+        .where(NodeRun.run_id == run_id, NodeRun.status == "succeeded")
+        .order_by(NodeRun.completed_seq)
+    )
+
+
+def events_after(run_id: str, after: int, limit: int) -> Select[RunEvent]:
+    return (
+        select(RunEvent)
+        .where(RunEvent.run_id == run_id, RunEvent.seq > after)
+        .order_by(RunEvent.seq)
+        .limit(limit)
+    )

@@ -1,0 +1,404 @@
+"""The run store on SQL: ``SqlRunStore`` implements the seam ``service.storage.base.RunStore``
+on SQLAlchemy, for SQLite and Postgres; its statements live in ``service.storage.queries``.
+
+Writes are short transactions; on SQLite they are additionally serialized in-process
+with a lock (and across processes by ``BEGIN IMMEDIATE``), so they never see "database is locked".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text, true, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.errors import LeaseLostError
+from service.storage import queries as q
+from service.storage.base import ACTIVE, LeaseRenewal, NodeEventWrite, recovery_limit_error
+from service.storage.engine import is_sqlite, make_engine
+from service.storage.tables import NodeRun, Run, RunEvent, utcnow
+
+
+class SqlRunStore:
+    """``RunStore`` on SQLAlchemy (SQLite or Postgres)."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.sqlite = is_sqlite(url)
+        self.write_engine: Engine = make_engine(url, write=True, pool_size=pool_size)
+        self.read_engine: Engine = (
+            make_engine(url, write=False, pool_size=pool_size) if self.sqlite else self.write_engine
+        )
+        self._write_session = sessionmaker(self.write_engine, expire_on_commit=False)
+        self._read_session = sessionmaker(self.read_engine, expire_on_commit=False)
+        self._upsert_node = q.node_upsert(self.write_engine.dialect.name)
+        self._lock: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if self.sqlite else contextlib.nullcontext()
+        )
+
+    # -- plumbing -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Session]:
+        with self._lock, self._write_session.begin() as session:
+            yield session
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Session]:
+        with self._read_session() as session:
+            yield session
+
+    def ping(self) -> None:
+        with self.read_engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def close(self) -> None:
+        self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            self.read_engine.dispose()
+
+    @contextlib.contextmanager
+    def _write_conn(self) -> Iterator[Connection]:
+        """A Core connection in a write transaction: the hot path skips the ORM's overhead."""
+        with self._lock, self.write_engine.begin() as conn:
+            yield conn
+
+    @staticmethod
+    def _add_event(
+        conn: Connection | Session,
+        run_id: str,
+        type_: str,
+        data: dict[str, Any],
+        owner_id: str | None = None,
+    ) -> int:
+        """Append the run's next stream event (its seq is bumped in the same transaction).
+
+        Raises:
+            LeaseLostError: ``owner_id`` is given and no longer owns the run.
+        """
+        if owner_id is None:
+            seq = conn.execute(q.BUMP_SEQ, {"run_id": run_id}).scalar_one()
+        else:
+            seq = conn.execute(
+                q.BUMP_SEQ_AS_OWNER, {"run_id": run_id, "expected_owner": owner_id}
+            ).scalar_one_or_none()
+            if seq is None:
+                raise LeaseLostError(run_id)
+        conn.execute(
+            q.INSERT_EVENT,
+            {"run_id": run_id, "seq": seq, "type": type_, "data": data, "created_at": utcnow()},
+        )
+        return int(seq)
+
+    # -- runs -----------------------------------------------------------------------------
+    def create_run(
+        self,
+        *,
+        run_id: str,
+        graph: str,
+        input: dict[str, Any],
+        max_concurrent: int | None,
+        idempotency_key: str | None,
+        owner_id: str,
+        lease_seconds: float,
+    ) -> tuple[Run, bool]:
+        now = utcnow()
+        values = {
+            "id": run_id,
+            "graph": graph,
+            "status": "queued",
+            "input": input,
+            "max_concurrent": max_concurrent,
+            "idempotency_key": idempotency_key,
+            "created_at": now,
+            "owner_id": owner_id,
+            "lease_expires_at": now + timedelta(seconds=lease_seconds),
+            "recovery_attempts": 0,
+            "cancel_requested": False,
+            "last_seq": 0,
+        }
+        try:
+            with self._write_conn() as conn:
+                conn.execute(q.INSERT_RUN, values)
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            existing = self.get_run_by_idempotency_key(idempotency_key)
+            if existing is None:  # pragma: no cover - the winner rolled back; extremely rare
+                raise
+            return existing, False
+        return Run(**values), True
+
+    def get_run(self, run_id: str) -> Run | None:
+        with self._read() as session:
+            return session.get(Run, run_id)
+
+    def get_run_by_idempotency_key(self, key: str) -> Run | None:
+        with self._read() as session:
+            return session.scalars(q.run_by_idempotency_key(key)).first()
+
+    def node_runs(self, run_id: str) -> list[NodeRun]:
+        with self._read() as session:
+            return list(session.scalars(q.node_runs(run_id)))
+
+    def list_runs(
+        self,
+        *,
+        graph: str | None,
+        status: str | None,
+        limit: int,
+        before: tuple[datetime, str] | None,
+    ) -> list[Run]:
+        stmt = q.list_runs(graph=graph, status=status, limit=limit, before=before)
+        with self._read() as session:
+            return list(session.scalars(stmt))
+
+    # -- execution ------------------------------------------------------------------------
+    def claim_run(self, run_id: str, owner_id: str, lease_seconds: float) -> Run | None:
+        """queued -> running (emitting run_started), or keep a running run we own (resume).
+
+        None when the run is gone, ended, or running under another owner. The row is locked
+        while deciding, so two processes never both start one run.
+        """
+        now = utcnow()
+        lease = now + timedelta(seconds=lease_seconds)
+        with self._write() as session:
+            run = session.get(Run, run_id, with_for_update=True)
+            if run is None:
+                return None
+            if run.status == "queued":
+                run.status = "running"
+                run.started_at = now
+                run.owner_id = owner_id
+                run.lease_expires_at = lease
+                session.flush()
+                self._add_event(
+                    session,
+                    run_id,
+                    "run_started",
+                    {
+                        "graph": run.graph,
+                        "started_at": now.isoformat(),
+                    },
+                )
+                return run
+            if run.status == "running" and run.owner_id == owner_id:
+                run.lease_expires_at = lease
+                return run
+            return None
+
+    def record_node_event(
+        self, run_id: str, write: NodeEventWrite, owner_id: str | None = None
+    ) -> int:
+        """Persist a node event (row change + stream event) in one transaction; return its seq.
+
+        Raises:
+            LeaseLostError: ``owner_id`` is given and another process owns the run now.
+        """
+        with self._write_conn() as conn:
+            seq = self._add_event(conn, run_id, write.type, write.data, owner_id)
+            conn.execute(
+                self._upsert_node,
+                {
+                    "run_id": run_id,
+                    "activation_id": write.activation_id,
+                    "seq": seq,
+                    "node": write.node,
+                    "status": write.status,
+                    "attempt": write.attempt,
+                    "parents": list(write.parents),
+                    "started_at": write.started_at,
+                    "finished_at": write.finished_at,
+                    "duration_ms": write.duration_ms,
+                    "update": write.update,
+                    "goto": write.goto,
+                    "error": write.error,
+                    "completed_seq": seq if write.status == "succeeded" else None,
+                },
+            )
+            return seq
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        output: dict[str, Any] | None,
+        error: dict[str, Any] | None,
+        owner_id: str | None = None,
+    ) -> int | None:
+        """Move an active run to a terminal status, with its event; None if it already ended.
+
+        With ``owner_id``, only that owner may finish it (None too when another process owns it).
+        """
+        now = utcnow()
+        with self._write_conn() as conn:
+            owned = Run.owner_id == owner_id if owner_id is not None else true()
+            started_at = conn.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.status.in_(ACTIVE), owned)
+                .values(
+                    status=status,
+                    output=output,
+                    error=error,
+                    finished_at=now,
+                    lease_expires_at=None,
+                )
+                .returning(Run.started_at)
+            ).first()
+            if started_at is None:
+                return None
+            data: dict[str, Any] = {"status": status, "finished_at": now.isoformat()}
+            if started_at[0] is not None:
+                data["duration_ms"] = (now - started_at[0]).total_seconds() * 1000
+            if status == "succeeded":
+                data["output"] = output
+            elif error is not None:
+                data["error"] = error
+            return self._add_event(conn, run_id, f"run_{status}", data)
+
+    def cancel_queued(self, run_id: str) -> bool:
+        with self._write() as session:
+            run = session.get(Run, run_id)
+            if run is None or run.status != "queued":
+                return False
+        return self.finish_run(run_id, "cancelled", output=None, error=None) is not None
+
+    def request_cancel(self, run_id: str) -> None:
+        with self._write() as session:
+            session.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.status.in_(ACTIVE))
+                .values(cancel_requested=True)
+            )
+
+    # -- leases and recovery --------------------------------------------------------------
+    def heartbeat(self, owner_id: str, lease_seconds: float) -> LeaseRenewal:
+        """Extend the leases of our active runs; say which we still own and which to cancel.
+
+        A run missing from ``owned`` was taken over by another process (our lease had expired):
+        we must stop executing it.
+        """
+        lease = utcnow() + timedelta(seconds=lease_seconds)
+        with self._write() as session:
+            rows = session.execute(
+                update(Run)
+                .where(Run.owner_id == owner_id, Run.status.in_(ACTIVE))
+                .values(lease_expires_at=lease)
+                .returning(Run.id, Run.cancel_requested)
+            ).all()
+        return LeaseRenewal(
+            owned=frozenset(rid for rid, _ in rows),
+            cancel_requested=frozenset(rid for rid, cancel in rows if cancel),
+        )
+
+    def renew_leases(self, owner_id: str, lease_seconds: float) -> list[str]:
+        """Extend our active leases; return our active runs whose cancel was requested."""
+        return sorted(self.heartbeat(owner_id, lease_seconds).cancel_requested)
+
+    def release_leases(self, owner_id: str) -> None:
+        """Expire the leases of our active runs so that the next process resumes them at once."""
+        with self._write() as session:
+            session.execute(
+                update(Run)
+                .where(Run.owner_id == owner_id, Run.status.in_(ACTIVE))
+                .values(lease_expires_at=utcnow())
+            )
+
+    def expired_runs(self, exclude_owner: str | None = None) -> list[str]:
+        """Active runs whose owner stopped renewing its lease, oldest first.
+
+        ``exclude_owner`` leaves out one owner's runs: a live process whose own heartbeat ran
+        late must not take over (and so run twice) what it is executing itself.
+        """
+        with self._read() as session:
+            return list(session.scalars(q.expired_runs(utcnow(), exclude_owner)))
+
+    def take_over(
+        self, run_id: str, owner_id: str, lease_seconds: float, max_attempts: int
+    ) -> Run | None:
+        """Claim an active run whose lease expired; None if it is not ours to resume.
+
+        Taking over a ``running`` run is a recovery: it is recorded as a ``run_resumed`` event
+        naming the node runs that were in flight. ``recovery_attempts`` counts recoveries in a
+        row without progress (no node run completed since the previous recovery), so a run
+        whose process keeps dying on the same node is failed after ``max_attempts`` of them,
+        while a run that merely shared a process with it keeps going. The row is locked
+        (``FOR UPDATE`` on Postgres, ``BEGIN IMMEDIATE`` on SQLite): two processes never both
+        take over one run.
+        """
+        now = utcnow()
+        with self._write() as session:
+            run = session.get(Run, run_id, with_for_update=True)
+            if run is None or run.status not in ACTIVE:
+                return None
+            if run.lease_expires_at is not None and run.lease_expires_at >= now:
+                return None
+            run.owner_id = owner_id
+            run.lease_expires_at = now + timedelta(seconds=lease_seconds)
+            if run.status != "running":
+                return run  # a queued run never started: nothing was interrupted
+            in_flight = self._in_flight(session, run_id)
+            run.recovery_attempts = (
+                1 if self._progressed_since_resume(session, run_id) else run.recovery_attempts + 1
+            )
+            attempts = run.recovery_attempts
+            session.flush()
+            if attempts <= max_attempts:
+                self._add_event(
+                    session,
+                    run_id,
+                    "run_resumed",
+                    {
+                        "recovery_attempt": attempts,
+                        "interrupted": [{"node": n, "node_run_id": a} for a, n in in_flight],
+                        "resumed_at": now.isoformat(),
+                    },
+                )
+                return run
+        self.finish_run(
+            run_id,
+            "failed",
+            output=None,
+            error=recovery_limit_error(in_flight, attempts, max_attempts),
+        )
+        return None
+
+    @staticmethod
+    def _in_flight(session: Session, run_id: str) -> list[tuple[str, str]]:
+        """(node run id, node) of the node runs started but not ended, in start order."""
+        return [(a, n) for a, n in session.execute(q.in_flight(run_id))]
+
+    @staticmethod
+    def _progressed_since_resume(session: Session, run_id: str) -> bool:
+        """True when a node run completed after the latest ``run_resumed`` event."""
+        last_resume = session.scalar(q.last_resume_seq(run_id))
+        if last_resume is None:
+            return False  # first recovery: counts as one attempt
+        return session.scalar(q.progressed_since(run_id, last_resume)) is not None
+
+    def journal(self, run_id: str) -> list[dict[str, Any]]:
+        """Completed node runs as ``NodeRecord.to_dict()`` dicts, in completion order."""
+        with self._read() as session:
+            return [
+                {
+                    "run_id": r.activation_id,
+                    "node": r.node,
+                    "update": r.update or {},
+                    "goto": r.goto or [],
+                }
+                for r in session.scalars(q.journal(run_id))
+            ]
+
+    def events_after(self, run_id: str, after: int, limit: int = 500) -> list[RunEvent]:
+        with self._read() as session:
+            return list(session.scalars(q.events_after(run_id, after, limit)))
+
+    def count_active_runs(self) -> int:
+        """The number of queued or running runs, across every process sharing the database."""
+        with self._read() as session:
+            return int(session.scalar(q.COUNT_ACTIVE_RUNS) or 0)
