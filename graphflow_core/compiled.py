@@ -47,7 +47,7 @@ class CompiledGraph:
         self._entry_point = entry_point
         self._reducers = dict(reducers)
         self._max_concurrent = max_concurrent
-        self._topology = Topology(self._nodes, self._edges)
+        self._topology = Topology(self._nodes, self._edges, entry_point)
         self._has_async = any(spec.is_async for spec in self._nodes.values())
         self._pool: WorkerPool | None = None
         self._pool_lock = threading.Lock()

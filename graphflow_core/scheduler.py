@@ -17,6 +17,7 @@ call it. Its rules are the engine's semantics contract:
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -26,17 +27,21 @@ from .command import Send, Target
 from .errors import InvalidRouteError, NodeRunLimitError, RecursionLimitError
 from .journal import NodeRecord
 from .reducers import Reducer, StateBuilder
-from .topology import Topology
+from .topology import Stamp, Topology
 
 
 class Activation:
     """One run of one node: its place in the causal order and what it produced."""
 
     __slots__ = (
+        "anchor",
         "attempt",
         "children_to_start",
         "depth",
+        "epoch",
+        "frames",
         "goto",
+        "holders",
         "id",
         "is_send",
         "key",
@@ -44,6 +49,7 @@ class Activation:
         "parents",
         "payload",
         "post",
+        "stamp",
         "update",
         "view",
     )
@@ -54,6 +60,9 @@ class Activation:
         key: tuple[int, ...],
         parents: list[Activation],
         depth: int,
+        stamp: Stamp = (),
+        frames: tuple[tuple[int, ...], ...] = (),
+        epoch: int = 0,
         payload: Any = None,
         is_send: bool = False,
     ) -> None:
@@ -61,20 +70,32 @@ class Activation:
         self.key = key
         self.parents = parents
         self.depth = depth
+        # stamp: one wave counter per loop the node lies in; frames: for each of those loops,
+        # the key prefix under which it was entered (keys restart there on every wave).
+        self.stamp = stamp
+        self.frames = frames
+        self.epoch = epoch
         self.payload = payload
         self.is_send = is_send
         self.id = ""
         self.attempt = 0
         # view: the state this activation saw; post: view plus its own update. Both are shared
-        # by children and dropped once every child has started, so memory stays flat.
+        # by children and dropped once every child has started and no later join may need
+        # them as the base of its view (holders), so memory stays flat.
         self.view: dict[str, Any] | None = None
         self.post: dict[str, Any] | None = None
         self.update: dict[str, Any] | None = None
         self.goto: tuple[Target, ...] = ()
-        self.children_to_start = 0
+        self.children_to_start = -1
+        self.holders = 0
+        self.anchor: Activation | None = None
 
     def record(self) -> NodeRecord:
         return NodeRecord(self.id, self.node, self.update, self.goto)
+
+
+# Where a request waits: its node, its wave counters (one per loop) and its epoch.
+_Slot = tuple[str, Stamp, int]
 
 
 def _by_key(act: Activation) -> tuple[int, ...]:
@@ -108,12 +129,14 @@ class RunScheduler:
         self._fired = 0
         self._journal = {record.run_id: record for record in journal}
         self._ready: deque[Activation] = deque()
-        self._pending: dict[str, Activation] = {}
-        self._blockers: dict[str, int] = {}
-        self._active: dict[str, int] = {}
+        # Waiting requests, one per (node, wave counters, epoch): each wave of a join is its own.
+        self._pending: dict[_Slot, Activation] = {}
+        self._blockers: dict[_Slot, int] = {}
+        self._active: dict[_Slot, int] = {}
         self._leaves: list[Activation] = []
         self.completed: list[Activation] = []
-        root = Activation(entry_point, (0,), [], 1)
+        depth = len(topology.loop_paths[entry_point])
+        root = Activation(entry_point, (0,), [], 1, (0,) * depth, ((),) * depth)
         root.view = self._input
         self._fire(root)
 
@@ -168,23 +191,30 @@ class RunScheduler:
         act.update = update
         act.goto = goto
         self.completed.append(act)
-        self._deactivate(act.node)
+        self._deactivate(act)
 
         edges = self._topology.edges[act.node]
         routes: tuple[Target, ...] = goto + edges if goto else edges
         count = len(routes)
         children = 0
         depth = act.depth + 1
+        pending = self._pending
+        # Provisional, for the children fired below to see whether ``act`` forks.
+        act.children_to_start = count
         for index, target in enumerate(routes):
-            key = (*act.key[:-1], act.key[-1] + 1) if count == 1 else (*act.key, index, 0)
+            node = target.node if isinstance(target, Send) else target
+            key, stamp, frames, epoch = self._position(act, node, index, count)
             if isinstance(target, Send):
-                self._fire(Activation(target.node, key, [act], depth, target.payload, True))
+                self._fire(
+                    Activation(node, key, [act], depth, stamp, frames, epoch, target.payload, True)
+                )
                 children += 1
                 continue
-            waiting = self._pending.get(target)
+            slot = (node, stamp, epoch)
+            waiting = pending.get(slot)
             if waiting is None:
-                self._pending[target] = Activation(target, key, [act], depth)
-                self._blockers[target] = self._count_blockers(target)
+                pending[slot] = Activation(node, key, [act], depth, stamp, frames, epoch)
+                self._blockers[slot] = self._count_blockers(slot)
                 children += 1
             else:
                 if waiting.parents[-1] is not act:
@@ -197,13 +227,15 @@ class RunScheduler:
         act.children_to_start = children
         if not children:
             self._leaves.append(act)
-            act.view = act.post = None
-        if self._pending:
+            self._release(act)
+        if pending:
             self._fire_unblocked_joins()
 
     def finished(self, act: Activation) -> None:
         """Forget a failed or abandoned activation: it will not route anywhere."""
-        self._deactivate(act.node)
+        self._deactivate(act)
+        act.children_to_start = 0
+        self._release(act)
 
     def final_state(self) -> dict[str, Any]:
         """The input plus every completed update, in key order."""
@@ -217,99 +249,145 @@ class RunScheduler:
         if target not in self._topology.names:
             raise InvalidRouteError(act.node, target, list(self._topology.names))
 
+    def _position(
+        self, act: Activation, node: str, index: int, count: int
+    ) -> tuple[tuple[int, ...], Stamp, tuple[tuple[int, ...], ...], int]:
+        """The key, wave counters, loop frames and epoch of ``act``'s ``index``-th of
+        ``count`` routes.
+
+        A back edge restarts the key under the loop's frame, just past every key of the wave
+        it closes, so keys (and the node-run ids written from them) stay as short as the
+        graph is deep, however many times a loop goes round.
+        """
+        key = act.key
+        continued = (*key[:-1], key[-1] + 1) if count == 1 else (*key, index, 0)
+        shared, depth, back, again = self._topology.step(act.node, node)
+        epoch = act.epoch + 1 if again else act.epoch
+        if not act.stamp and not depth:
+            return continued, (), (), epoch
+        if back:
+            level = shared - 1
+            frame = act.frames[level]
+            cut = len(frame)
+            if len(key) > cut and key[:cut] == frame:
+                continued = (*frame, key[cut] + 1)
+                headers = self._topology.multi_header[self._topology.loop_paths[node][-1]]
+                if headers is not None:
+                    continued = (*continued, headers[node], 0)
+            stamp = (*act.stamp[:level], act.stamp[level] + 1)
+            return continued, stamp, act.frames[:shared], epoch
+        if shared == depth == len(act.stamp):
+            return continued, act.stamp, act.frames, epoch
+        entered = depth - shared
+        stamp = act.stamp[:shared] + (0,) * entered
+        frames = act.frames[:shared] + (continued[:-1],) * entered
+        return continued, stamp, frames, epoch
+
     def _fire(self, act: Activation) -> None:
         if act.depth > self._limit:
             raise RecursionLimitError(act.node, self._limit)
         self._fired += 1
         if self._max_runs is not None and self._fired > self._max_runs:
             raise NodeRunLimitError(act.node, self._max_runs)
-        act.id = ".".join(map(str, act.key))
-        if len(act.parents) > 1:
-            act.parents.sort(key=_by_key)
+        act.id = _run_id(act.key)
+        parents = act.parents
+        if len(parents) > 1:
+            parents.sort(key=_by_key)
+        elif parents:
+            # A later join below this one may need the state of the nearest fork or join
+            # above it as its base: keep that alive while this activation is.
+            parent = parents[0]
+            anchor = (
+                parent if parent.children_to_start > 1 or len(parent.parents) > 1 else parent.anchor
+            )
+            if anchor is not None:
+                act.anchor = anchor
+                anchor.holders += 1
         self._ready.append(act)
-        node = act.node
-        self._active[node] = self._active.get(node, 0) + 1
+        slot = (act.node, act.stamp, act.epoch)
+        self._active[slot] = self._active.get(slot, 0) + 1
         if self._pending:
+            could_reach = self._topology.could_reach
             blockers = self._blockers
-            for waiting in self._topology.reached_by(node, self._pending):
-                blockers[waiting] += 1
+            for waiting_slot in self._pending:
+                if could_reach(*slot, *waiting_slot):
+                    blockers[waiting_slot] += 1
 
-    def _deactivate(self, node: str) -> None:
-        left = self._active[node] - 1
+    def _deactivate(self, act: Activation) -> None:
+        slot = (act.node, act.stamp, act.epoch)
+        left = self._active[slot] - 1
         if left:
-            self._active[node] = left
+            self._active[slot] = left
         else:
-            del self._active[node]
+            del self._active[slot]
         if self._pending:
+            could_reach = self._topology.could_reach
             blockers = self._blockers
-            for waiting in self._topology.reached_by(node, self._pending):
-                blockers[waiting] -= 1
+            for waiting_slot in self._pending:
+                if could_reach(*slot, *waiting_slot):
+                    blockers[waiting_slot] -= 1
 
     def _started(self, act: Activation) -> None:
-        """``act`` no longer needs its parents' states; free those no child needs any more."""
+        """``act`` no longer needs its parents' states; free those no one needs any more."""
         for parent in act.parents:
             parent.children_to_start -= 1
-            if not parent.children_to_start:
-                parent.view = parent.post = None
+            if not parent.children_to_start and not parent.holders:
+                self._release(parent)
 
-    def _count_blockers(self, node: str) -> int:
-        reachers = self._topology.reachers[node]
-        active = self._active
-        if len(active) <= len(reachers):
-            return sum(count for name, count in active.items() if name in reachers)
-        return sum(active.get(name, 0) for name in reachers)
+    def _release(self, act: Activation) -> None:
+        """Drop ``act``'s states, and let go of its anchor (and so on up)."""
+        while True:
+            act.view = act.post = None
+            anchor = act.anchor
+            if anchor is None:
+                return
+            act.anchor = None
+            anchor.holders -= 1
+            if anchor.holders or anchor.children_to_start:
+                return
+            act = anchor
+
+    def _count_blockers(self, slot: _Slot) -> int:
+        could_reach = self._topology.could_reach
+        return sum(count for active, count in self._active.items() if could_reach(*active, *slot))
 
     def _fire_unblocked_joins(self) -> None:
-        """Fire every waiting join that nothing active or waiting may still route to.
+        """Fire every waiting request that nothing active or waiting may still add to.
 
-        One pass in key order suffices: a join that fires becomes active, and so blocks any
+        One pass in key order suffices: a request that fires becomes active, and so blocks any
         later candidate it may reach through the counters.
         """
         blockers = self._blockers
-        candidates = [w for n, w in self._pending.items() if not blockers[n]]
+        candidates = [w for slot, w in self._pending.items() if not blockers[slot]]
         if not candidates:
             return
         if len(candidates) > 1:
             candidates.sort(key=_by_key)
         fired = False
         for waiting in candidates:
-            if not blockers[waiting.node] and not self._waits_for_other_join(waiting):
-                del self._pending[waiting.node]
-                del blockers[waiting.node]
+            slot = (waiting.node, waiting.stamp, waiting.epoch)
+            if not blockers[slot] and not self._waits_for_other_request(waiting):
+                del self._pending[slot]
+                del blockers[slot]
                 self._fire(waiting)
                 fired = True
         if not fired and not self._active:
-            # Nothing runs, and the waiting joins all wait on each other (a cycle through
-            # wildcards): the earliest goes first, so a run never stalls.
+            # Cannot happen with routes the topology knows; an undeclared goto from a node
+            # with edges could still tie requests up, and then the earliest goes first.
             waiting = candidates[0]
-            del self._pending[waiting.node]
-            del blockers[waiting.node]
+            slot = (waiting.node, waiting.stamp, waiting.epoch)
+            del self._pending[slot]
+            del blockers[slot]
             self._fire(waiting)
 
-    def _waits_for_other_join(self, waiting: Activation) -> bool:
-        """Whether another waiting join should fire first because it may route to this one.
-
-        The join that reaches the other more surely (declared routes beat wildcard guesses)
-        goes first; between equals, the earlier key goes first.
-        """
-        topology = self._topology
-        node = waiting.node
-        pending = self._pending
-        reachers = topology.reachers[node]
-        others = (
-            [n for n in reachers if n in pending]
-            if len(reachers) < len(pending)
-            else [n for n in pending if n in reachers]
+    def _waits_for_other_request(self, waiting: Activation) -> bool:
+        """Whether another waiting request may, once it runs, add to this one."""
+        could_reach = self._topology.could_reach
+        return any(
+            other is not waiting
+            and could_reach(*other_slot, waiting.node, waiting.stamp, waiting.epoch)
+            for other_slot, other in self._pending.items()
         )
-        for other_node in others:
-            other = pending[other_node]
-            if other is waiting:
-                continue
-            inbound = topology.strength(other_node, node)
-            outbound = topology.strength(node, other_node)
-            if inbound > outbound or (inbound == outbound and other.key < waiting.key):
-                return True
-        return False
 
     def _post(self, act: Activation) -> dict[str, Any]:
         if act.post is None:
@@ -350,3 +428,16 @@ class RunScheduler:
         for act in reversed(walked):
             builder.apply(act.update)
         return builder.state
+
+
+# Longer ids (only from very deep nesting, or undeclared routes going round a loop) are
+# replaced by a digest, so ids always fit the journal and its storage.
+_MAX_ID_LENGTH = 64
+
+
+def _run_id(key: tuple[int, ...]) -> str:
+    """The node-run id of a key: ``0.2.0``, or a fixed-length digest of it past 64 chars."""
+    text = ".".join(map(str, key))
+    if len(text) <= _MAX_ID_LENGTH:
+        return text
+    return "h" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
