@@ -15,8 +15,8 @@ from rich.table import Table
 
 from graphflow_core import EventKind, NodeEvent
 from service.runtime.registry import RegisteredWorkflow, discover
-from service.runtime.runner import error_info
 from service.settings import Settings
+from service.storage.records import RunError
 
 app = typer.Typer(
     help="GraphFlow: run graphs locally or serve them over HTTP.", no_args_is_help=True
@@ -133,7 +133,8 @@ def run(
         live.update(progress.table())
     elapsed = (time.perf_counter() - started) * 1000
     if failure is not None:
-        console.print(f"[red]run failed after {elapsed:.1f} ms:[/] {error_info(failure)}")
+        error = RunError.from_exception(failure).to_dict()
+        console.print(f"[red]run failed after {elapsed:.1f} ms:[/] {error}")
         raise typer.Exit(1)
     console.print(f"[green]run succeeded in {elapsed:.1f} ms[/]")
     console.print_json(json.dumps(result, default=str))

@@ -24,7 +24,8 @@ from service.api.schemas import (
 from service.errors import ConflictError, InvalidCursorError, InvalidInputError, RunNotFoundError
 from service.runtime.runner import RunManager
 from service.settings import Settings
-from service.storage.base import TERMINAL, RunStore
+from service.storage.base import RunStore
+from service.storage.records import TERMINAL, RunStatus
 from service.storage.tables import NodeRun, Run
 
 # Event ids are 32-bit integers in the database; larger resume points would overflow the query.
@@ -47,7 +48,7 @@ def node_run_public(row: NodeRun) -> NodeRunPublic:
     return NodeRunPublic(
         id=row.activation_id,
         node=row.node,
-        status=row.status,  # type: ignore[arg-type]
+        status=row.status,
         attempt=row.attempt,
         started_at=row.started_at,
         finished_at=row.finished_at,
@@ -69,7 +70,7 @@ def run_summary(run: Run) -> RunSummaryPublic:
     return RunSummaryPublic(
         id=run.id,
         graph=run.graph,
-        status=run.status,  # type: ignore[arg-type]
+        status=run.status,
         created_at=run.created_at,
         started_at=run.started_at,
         finished_at=run.finished_at,
@@ -151,7 +152,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 def list_runs(
-    store: RunStore, *, graph: str | None, status: str | None, limit: int, cursor: str | None
+    store: RunStore,
+    *,
+    graph: str | None,
+    status: RunStatus | None,
+    limit: int,
+    cursor: str | None,
 ) -> RunList:
     before = decode_cursor(cursor) if cursor else None
     rows = store.list_runs(graph=graph, status=status, limit=limit + 1, before=before)
@@ -166,7 +172,7 @@ def cancel_run(store: RunStore, runner: RunManager, run_id: uuid.UUID) -> RunPub
     run = store.get_run(rid)
     if run is None:
         raise RunNotFoundError(rid)
-    if run.status == "cancelled":
+    if run.status == RunStatus.CANCELLED:
         return get_run(store, rid)
     if run.status in TERMINAL:
         raise ConflictError(f"run {rid} already {run.status}; it cannot be cancelled")

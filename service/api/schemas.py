@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-NodeRunStatus = Literal["running", "succeeded", "failed"]
+from service.storage.records import NodeRunStatus, RunStatus
 
 
 class RunCreate(BaseModel):

@@ -12,9 +12,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from service.storage.base import LeaseRenewal, RunStore
+from service.storage.base import RunStore
+from service.storage.records import LeaseRenewal
 
-log = logging.getLogger("graphflow.service.runtime.leases")
+log = logging.getLogger("graphflow.service.leases")
 
 
 class LeaseKeeper:

@@ -7,22 +7,14 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from graphflow_core import EventKind, NodeError, NodeEvent
-from service.storage.base import NodeEventWrite
+from graphflow_core import EventKind, NodeEvent
+from service.storage.records import NodeEventWrite, NodeRunStatus, RunError
 
 _EVENT_TYPES = {
-    EventKind.STARTED: ("node_started", "running"),
-    EventKind.COMPLETED: ("node_completed", "succeeded"),
-    EventKind.FAILED: ("node_failed", "failed"),
+    EventKind.STARTED: ("node_started", NodeRunStatus.RUNNING),
+    EventKind.COMPLETED: ("node_completed", NodeRunStatus.SUCCEEDED),
+    EventKind.FAILED: ("node_failed", NodeRunStatus.FAILED),
 }
-
-
-def error_info(exc: BaseException, node: str | None = None) -> dict[str, Any]:
-    """The public ``{type, message, node}`` of a run failure (the node's own exception)."""
-    if isinstance(exc, NodeError):
-        cause = exc.__cause__ or exc
-        return {"type": type(cause).__name__, "message": str(cause), "node": exc.node}
-    return {"type": type(exc).__name__, "message": str(exc), "node": getattr(exc, "node", node)}
 
 
 def _wall(monotonic_ts: float) -> datetime:
@@ -63,8 +55,8 @@ def node_event_write(ev: NodeEvent) -> NodeEventWrite:
         data["goto"] = goto
     elif ev.kind == EventKind.FAILED:
         err = ev.error or RuntimeError("unknown error")
-        error = {"type": type(err).__name__, "message": str(err), "node": ev.node}
-        data["error"] = error
+        error = RunError(type(err).__name__, str(err), ev.node)
+        data["error"] = error.to_dict()
         data["retrying"] = ev.retrying
     return NodeEventWrite(
         type=type_,

@@ -9,6 +9,7 @@ runs whose owner died (expired lease) with the journal of their completed node r
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -20,15 +21,16 @@ from typing import Any
 from graphflow_core import NodeEvent, NodeRecord, NodeRunLimitError, RunCancelledError
 from service.errors import LeaseLostError
 from service.runtime.leases import LeaseKeeper
-from service.runtime.node_events import check_json, error_info, node_event_write
+from service.runtime.node_events import check_json, node_event_write
 from service.runtime.registry import RegisteredWorkflow
 from service.settings import Settings
-from service.storage.base import LeaseRenewal, RunStore
+from service.storage.base import RunStore
+from service.storage.records import LeaseRenewal, RunError, RunStatus
 from service.storage.tables import Run, utcnow
 
-__all__ = ["RunManager", "error_info", "node_event_write"]
+__all__ = ["RunManager"]
 
-log = logging.getLogger("graphflow.service.runtime.runner")
+log = logging.getLogger("graphflow.service.runner")
 
 
 @dataclass
@@ -41,17 +43,6 @@ class _Execution:
     # Another process resumes it (our lease was lost, or released at shutdown): we neither
     # write its events nor finish it.
     disowned: bool = False
-
-
-def duration_error(max_seconds: float) -> dict[str, Any]:
-    """The error of a run stopped for running longer than ``max_seconds``."""
-    return {
-        "type": "RunTimeoutError",
-        "message": (
-            f"run exceeded the maximum duration of {max_seconds:g} s (GRAPHFLOW_MAX_RUN_SECONDS)"
-        ),
-        "node": None,
-    }
 
 
 class RunManager:
@@ -227,8 +218,8 @@ class RunManager:
             self.notify(run_id)
             wf = self.workflows.get(run.graph)
             if wf is None:
-                error = {"type": "GraphNotFound", "message": f"graph {run.graph!r} is not loaded"}
-                self._finish(run_id, "failed", error={**error, "node": None})
+                error = RunError("GraphNotFound", f"graph {run.graph!r} is not loaded")
+                self._finish(run_id, RunStatus.FAILED, error=error)
                 return
             with self._lock:
                 if run.cancel_requested or run_id in self._user_cancelled:
@@ -292,33 +283,35 @@ class RunManager:
                 return
             if ex.timed_out:
                 assert self.settings.max_run_seconds is not None
-                self._finish(run_id, "failed", error=duration_error(self.settings.max_run_seconds))
+                error = RunError.run_timeout(self.settings.max_run_seconds)
+                self._finish(run_id, RunStatus.FAILED, error=error)
             elif ex.by_user or not self._stopping.is_set():
-                self._finish(run_id, "cancelled")
+                self._finish(run_id, RunStatus.CANCELLED)
             # else: interrupted by shutdown; the next process resumes it
         except Exception as exc:
             if not ex.disowned:
-                error = error_info(exc)
+                error = RunError.from_exception(exc)
                 if isinstance(exc, NodeRunLimitError):
-                    error["message"] += f" (the service's cap: GRAPHFLOW_MAX_NODE_RUNS={exc.limit})"
-                self._finish(run_id, "failed", error=error)
+                    cap = f" (the service's cap: GRAPHFLOW_MAX_NODE_RUNS={exc.limit})"
+                    error = dataclasses.replace(error, message=error.message + cap)
+                self._finish(run_id, RunStatus.FAILED, error=error)
         else:
             if ex.disowned:
                 return
             try:
                 check_json(output, "run output")
             except TypeError as exc:
-                self._finish(run_id, "failed", error=error_info(exc))
+                self._finish(run_id, RunStatus.FAILED, error=RunError.from_exception(exc))
             else:
-                self._finish(run_id, "succeeded", output=output)
+                self._finish(run_id, RunStatus.SUCCEEDED, output=output)
 
     def _finish(
         self,
         run_id: str,
-        status: str,
+        status: RunStatus,
         *,
         output: dict[str, Any] | None = None,
-        error: dict[str, Any] | None = None,
+        error: RunError | None = None,
     ) -> None:
         self.store.finish_run(run_id, status, output=output, error=error, owner_id=self.owner_id)
         self.notify(run_id)

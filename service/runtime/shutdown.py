@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.runtime.runner import RunManager
 
-log = logging.getLogger("graphflow.service.runtime.shutdown")
+log = logging.getLogger("graphflow.service.shutdown")
 
 SHUTTING_DOWN = (
     "the server is shutting down and takes no new runs; retry against another instance "

@@ -17,7 +17,8 @@ from typing import Any
 
 import anyio.to_thread
 
-from service.storage.base import TERMINAL, RunStore
+from service.storage.base import RunStore
+from service.storage.records import TERMINAL
 
 TERMINAL_EVENTS = frozenset({"run_succeeded", "run_failed", "run_cancelled"})
 

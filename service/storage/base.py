@@ -1,4 +1,4 @@
-"""The run-store seam: the records that cross it and the ``RunStore`` Protocol.
+"""The run-store seam: the ``RunStore`` Protocol (its records are in ``records``).
 
 The service codes against ``RunStore``; ``service.storage.sql.SqlRunStore`` implements it on SQLite
 and Postgres.
@@ -6,62 +6,13 @@ and Postgres.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from service.storage.records import LeaseRenewal, NodeEventWrite, RunError, RunStatus
 from service.storage.tables import NodeRun, Run, RunEvent
 
-ACTIVE = ("queued", "running")
-TERMINAL = ("succeeded", "failed", "cancelled")
-
-
-@dataclass(frozen=True)
-class NodeEventWrite:
-    """One engine node event to persist: the node-run row change plus its stream event."""
-
-    type: str  # node_started | node_completed | node_failed
-    activation_id: str
-    node: str
-    status: str  # running | succeeded | failed
-    attempt: int
-    parents: Sequence[str]
-    started_at: datetime
-    finished_at: datetime | None
-    duration_ms: float | None
-    update: dict[str, Any] | None
-    goto: list[Any] | None
-    error: dict[str, Any] | None
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class LeaseRenewal:
-    """The outcome of one lease heartbeat of a process."""
-
-    owned: frozenset[str]  # active runs whose lease we hold (just extended)
-    cancel_requested: frozenset[str]  # those of them a client asked to cancel
-
-
-def recovery_limit_error(
-    in_flight: Sequence[tuple[str, str]], attempts: int, max_attempts: int
-) -> dict[str, Any]:
-    """The error of a run failed because its process kept dying (``in_flight``: run id, node)."""
-    if in_flight:
-        runs = ", ".join(f"{node!r} (node run {rid})" for rid, node in in_flight)
-        where = f"while node {runs} was in flight"
-    else:
-        where = "between node runs"
-    return {
-        "type": "RecoveryLimitExceeded",
-        "message": (
-            f"the process running this run died {attempts} times in a row {where}, without "
-            f"progress in between; gave up after {max_attempts} recovery attempts "
-            f"(GRAPHFLOW_MAX_RECOVERY_ATTEMPTS={max_attempts})"
-        ),
-        "node": in_flight[0][1] if in_flight else None,
-    }
+__all__ = ["RunStore"]
 
 
 class RunStore(Protocol):
@@ -87,7 +38,7 @@ class RunStore(Protocol):
         self,
         *,
         graph: str | None,
-        status: str | None,
+        status: RunStatus | None,
         limit: int,
         before: tuple[datetime, str] | None,
     ) -> list[Run]: ...
@@ -98,10 +49,10 @@ class RunStore(Protocol):
     def finish_run(
         self,
         run_id: str,
-        status: str,
+        status: RunStatus,
         *,
         output: dict[str, Any] | None,
-        error: dict[str, Any] | None,
+        error: RunError | None,
         owner_id: str | None = None,
     ) -> int | None: ...
     def cancel_queued(self, run_id: str) -> bool: ...

@@ -12,7 +12,7 @@ from typing import Any, cast
 from sqlalchemy import Select, Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from service.storage.base import ACTIVE
+from service.storage.records import ACTIVE, NodeRunStatus, RunStatus
 from service.storage.tables import NodeRun, Run, RunEvent
 
 __all__ = [
@@ -90,7 +90,7 @@ def node_runs(run_id: str) -> Select[NodeRun]:
 
 
 def list_runs(
-    *, graph: str | None, status: str | None, limit: int, before: tuple[datetime, str] | None
+    *, graph: str | None, status: RunStatus | None, limit: int, before: tuple[datetime, str] | None
 ) -> Select[Run]:
     """Runs newest first, optionally filtered, starting after the ``before`` keyset position."""
     stmt = select(Run)
@@ -125,7 +125,7 @@ def in_flight(run_id: str) -> Select[str, str]:
     """(node run id, node) of the node runs started but not ended, in start order."""
     return (
         select(NodeRun.activation_id, NodeRun.node)
-        .where(NodeRun.run_id == run_id, NodeRun.status == "running")
+        .where(NodeRun.run_id == run_id, NodeRun.status == NodeRunStatus.RUNNING)
         .order_by(NodeRun.seq)
     )
 
@@ -150,7 +150,7 @@ def journal(run_id: str) -> Select[NodeRun]:
     """The run's completed node runs in completion order."""
     return (
         select(NodeRun)
-        .where(NodeRun.run_id == run_id, NodeRun.status == "succeeded")
+        .where(NodeRun.run_id == run_id, NodeRun.status == NodeRunStatus.SUCCEEDED)
         .order_by(NodeRun.completed_seq)
     )
 

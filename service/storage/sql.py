@@ -19,8 +19,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import LeaseLostError
 from service.storage import queries as q
-from service.storage.base import ACTIVE, LeaseRenewal, NodeEventWrite, recovery_limit_error
 from service.storage.engine import is_sqlite, make_engine
+from service.storage.records import (
+    ACTIVE,
+    LeaseRenewal,
+    NodeEventWrite,
+    NodeRunStatus,
+    RunError,
+    RunStatus,
+)
 from service.storage.tables import NodeRun, Run, RunEvent, utcnow
 
 
@@ -110,7 +117,7 @@ class SqlRunStore:
         values = {
             "id": run_id,
             "graph": graph,
-            "status": "queued",
+            "status": RunStatus.QUEUED,
             "input": input,
             "max_concurrent": max_concurrent,
             "idempotency_key": idempotency_key,
@@ -149,7 +156,7 @@ class SqlRunStore:
         self,
         *,
         graph: str | None,
-        status: str | None,
+        status: RunStatus | None,
         limit: int,
         before: tuple[datetime, str] | None,
     ) -> list[Run]:
@@ -170,8 +177,8 @@ class SqlRunStore:
             run = session.get(Run, run_id, with_for_update=True)
             if run is None:
                 return None
-            if run.status == "queued":
-                run.status = "running"
+            if run.status == RunStatus.QUEUED:
+                run.status = RunStatus.RUNNING
                 run.started_at = now
                 run.owner_id = owner_id
                 run.lease_expires_at = lease
@@ -186,7 +193,7 @@ class SqlRunStore:
                     },
                 )
                 return run
-            if run.status == "running" and run.owner_id == owner_id:
+            if run.status == RunStatus.RUNNING and run.owner_id == owner_id:
                 run.lease_expires_at = lease
                 return run
             return None
@@ -216,8 +223,8 @@ class SqlRunStore:
                     "duration_ms": write.duration_ms,
                     "update": write.update,
                     "goto": write.goto,
-                    "error": write.error,
-                    "completed_seq": seq if write.status == "succeeded" else None,
+                    "error": None if write.error is None else write.error.to_dict(),
+                    "completed_seq": seq if write.status == NodeRunStatus.SUCCEEDED else None,
                 },
             )
             return seq
@@ -225,16 +232,18 @@ class SqlRunStore:
     def finish_run(
         self,
         run_id: str,
-        status: str,
+        status: RunStatus,
         *,
         output: dict[str, Any] | None,
-        error: dict[str, Any] | None,
+        error: RunError | None,
         owner_id: str | None = None,
     ) -> int | None:
         """Move an active run to a terminal status, with its event; None if it already ended.
 
         With ``owner_id``, only that owner may finish it (None too when another process owns it).
         """
+        status = RunStatus(status)
+        error_json = None if error is None else error.to_dict()
         now = utcnow()
         with self._write_conn() as conn:
             owned = Run.owner_id == owner_id if owner_id is not None else true()
@@ -244,7 +253,7 @@ class SqlRunStore:
                 .values(
                     status=status,
                     output=output,
-                    error=error,
+                    error=error_json,
                     finished_at=now,
                     lease_expires_at=None,
                 )
@@ -252,21 +261,21 @@ class SqlRunStore:
             ).first()
             if started_at is None:
                 return None
-            data: dict[str, Any] = {"status": status, "finished_at": now.isoformat()}
+            data: dict[str, Any] = {"status": status.value, "finished_at": now.isoformat()}
             if started_at[0] is not None:
                 data["duration_ms"] = (now - started_at[0]).total_seconds() * 1000
-            if status == "succeeded":
+            if status == RunStatus.SUCCEEDED:
                 data["output"] = output
-            elif error is not None:
-                data["error"] = error
+            elif error_json is not None:
+                data["error"] = error_json
             return self._add_event(conn, run_id, f"run_{status}", data)
 
     def cancel_queued(self, run_id: str) -> bool:
         with self._write() as session:
             run = session.get(Run, run_id)
-            if run is None or run.status != "queued":
+            if run is None or run.status != RunStatus.QUEUED:
                 return False
-        return self.finish_run(run_id, "cancelled", output=None, error=None) is not None
+        return self.finish_run(run_id, RunStatus.CANCELLED, output=None, error=None) is not None
 
     def request_cancel(self, run_id: str) -> None:
         with self._write() as session:
@@ -340,7 +349,7 @@ class SqlRunStore:
                 return None
             run.owner_id = owner_id
             run.lease_expires_at = now + timedelta(seconds=lease_seconds)
-            if run.status != "running":
+            if run.status != RunStatus.RUNNING:
                 return run  # a queued run never started: nothing was interrupted
             in_flight = self._in_flight(session, run_id)
             run.recovery_attempts = (
@@ -362,9 +371,9 @@ class SqlRunStore:
                 return run
         self.finish_run(
             run_id,
-            "failed",
+            RunStatus.FAILED,
             output=None,
-            error=recovery_limit_error(in_flight, attempts, max_attempts),
+            error=RunError.recovery_limit(in_flight, attempts, max_attempts),
         )
         return None
 

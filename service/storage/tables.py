@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -18,6 +19,8 @@ from sqlalchemy import (
     TypeDecorator,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from service.storage.records import NodeRunStatus, RunStatus
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -40,6 +43,23 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class StatusType(TypeDecorator[StrEnum]):
+    """A status column: the enum's value stored as text, read back as the enum."""
+
+    impl = String(16)
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum]) -> None:
+        super().__init__()
+        self.enum = enum
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> StrEnum | None:
+        return None if value is None else self.enum(value)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -53,7 +73,7 @@ class Run(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     graph: Mapped[str] = mapped_column(String(200), index=True)
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[RunStatus] = mapped_column(StatusType(RunStatus), index=True)
     input: Mapped[dict[str, Any]] = mapped_column(JSON)
     output: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
@@ -80,7 +100,7 @@ class NodeRun(Base):
     )
     activation_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     node: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[NodeRunStatus] = mapped_column(StatusType(NodeRunStatus))
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     parents: Mapped[list[str]] = mapped_column(JSON, default=list)
     seq: Mapped[int] = mapped_column(Integer)  # event seq of its first start: display order

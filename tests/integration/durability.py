@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from service.storage.base import TERMINAL
+from service.storage.records import TERMINAL
 from service.storage.sql import SqlRunStore
 from service.storage.tables import Run
 from tests.integration.durable_workflows import COUNTER_ENV

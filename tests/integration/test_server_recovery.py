@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.storage.base import TERMINAL
+from service.storage.records import TERMINAL
 from tests.conftest import LiveServer
 from tests.integration.durability import (
     completed_event_nodes,

@@ -19,11 +19,11 @@ from service.api.deps import (
     StoreDep,
     StreamSlotsDep,
 )
-from service.api.schemas import ErrorPublic, RunCreate, RunList, RunPublic, RunStatus
+from service.api.schemas import ErrorPublic, RunCreate, RunList, RunPublic
 from service.api.strict_route import STRICT_RESPONSES, StrictRoute
 from service.errors import RunNotFoundError
 from service.runtime.streams import run_event_stream, wait_until_finished
-from service.storage.base import TERMINAL
+from service.storage.records import TERMINAL, RunStatus
 
 router = APIRouter(tags=["runs"], route_class=StrictRoute, responses=STRICT_RESPONSES)
 

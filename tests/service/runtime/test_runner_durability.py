@@ -13,7 +13,7 @@ from sqlalchemy import update
 
 from service.runtime.registry import discover
 from service.runtime.runner import RunManager
-from service.storage.base import NodeEventWrite
+from service.storage.records import NodeEventWrite
 from service.storage.sql import SqlRunStore
 from service.storage.tables import Run, utcnow
 from tests.conftest import make_settings

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from service.storage.base import NodeEventWrite
+from service.storage.records import NodeEventWrite
 from service.storage.sql import SqlRunStore
 
 

@@ -1,0 +1,129 @@
+"""The records that cross the run-store seam: statuses, errors, node events, lease renewals.
+
+The database stores exactly these values: a status column holds a ``RunStatus`` /
+``NodeRunStatus`` value, an error column ``RunError.to_dict()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from graphflow_core import NodeError
+
+__all__ = [
+    "ACTIVE",
+    "TERMINAL",
+    "LeaseRenewal",
+    "NodeEventWrite",
+    "NodeRunStatus",
+    "RunError",
+    "RunStatus",
+]
+
+
+class RunStatus(StrEnum):
+    """A run's lifecycle: ``queued -> running -> succeeded | failed | cancelled``."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+class NodeRunStatus(StrEnum):
+    """One node run (activation): ``running -> succeeded | failed``."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
+TERMINAL = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+@dataclass(frozen=True)
+class RunError:
+    """Why a run or node run failed, as clients see it: ``{type, message, node}``."""
+
+    type: str
+    message: str
+    node: str | None = None
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, node: str | None = None) -> RunError:
+        """The error of ``exc``; for a ``NodeError``, the node's own exception and node."""
+        if isinstance(exc, NodeError):
+            cause = exc.__cause__ or exc
+            return cls(type(cause).__name__, str(cause), exc.node)
+        return cls(type(exc).__name__, str(exc), getattr(exc, "node", node))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunError:
+        return cls(str(data["type"]), str(data["message"]), data.get("node"))
+
+    @classmethod
+    def recovery_limit(
+        cls, in_flight: Sequence[tuple[str, str]], attempts: int, max_attempts: int
+    ) -> RunError:
+        """A run failed because its process kept dying (``in_flight``: node run id, node)."""
+        if in_flight:
+            runs = ", ".join(f"{node!r} (node run {rid})" for rid, node in in_flight)
+            where = f"while node {runs} was in flight"
+        else:
+            where = "between node runs"
+        return cls(
+            "RecoveryLimitExceeded",
+            f"the process running this run died {attempts} times in a row {where}, without "
+            f"progress in between; gave up after {max_attempts} recovery attempts "
+            f"(GRAPHFLOW_MAX_RECOVERY_ATTEMPTS={max_attempts})",
+            in_flight[0][1] if in_flight else None,
+        )
+
+    @classmethod
+    def run_timeout(cls, max_seconds: float) -> RunError:
+        """A run stopped for running longer than ``max_seconds``."""
+        return cls(
+            "RunTimeoutError",
+            f"run exceeded the maximum duration of {max_seconds:g} s (GRAPHFLOW_MAX_RUN_SECONDS)",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON stored and sent: ``{"type", "message", "node"}``."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class NodeEventWrite:
+    """One engine node event to persist: the node-run row change plus its stream event."""
+
+    type: str  # node_started | node_completed | node_failed
+    activation_id: str
+    node: str
+    status: NodeRunStatus
+    attempt: int
+    parents: Sequence[str]
+    started_at: datetime
+    finished_at: datetime | None
+    duration_ms: float | None
+    update: dict[str, Any] | None
+    goto: list[Any] | None
+    error: RunError | None
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LeaseRenewal:
+    """The outcome of one lease heartbeat of a process."""
+
+    owned: frozenset[str]  # active runs whose lease we hold (just extended)
+    cancel_requested: frozenset[str]  # those of them a client asked to cancel
