@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, text, true, update
+from sqlalchemy import ColumnElement, Connection, Engine, text, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -242,40 +242,59 @@ class SqlRunStore:
 
         With ``owner_id``, only that owner may finish it (None too when another process owns it).
         """
-        status = RunStatus(status)
-        error_json = None if error is None else error.to_dict()
-        now = utcnow()
+        owned = Run.owner_id == owner_id if owner_id is not None else true()
         with self._write_conn() as conn:
-            owned = Run.owner_id == owner_id if owner_id is not None else true()
-            started_at = conn.execute(
-                update(Run)
-                .where(Run.id == run_id, Run.status.in_(ACTIVE), owned)
-                .values(
-                    status=status,
-                    output=output,
-                    error=error_json,
-                    finished_at=now,
-                    lease_expires_at=None,
-                )
-                .returning(Run.started_at)
-            ).first()
-            if started_at is None:
-                return None
-            data: dict[str, Any] = {"status": status.value, "finished_at": now.isoformat()}
-            if started_at[0] is not None:
-                data["duration_ms"] = (now - started_at[0]).total_seconds() * 1000
-            if status == RunStatus.SUCCEEDED:
-                data["output"] = output
-            elif error_json is not None:
-                data["error"] = error_json
-            return self._add_event(conn, run_id, f"run_{status}", data)
+            return self._finish(
+                conn, run_id, RunStatus(status), output, error, Run.status.in_(ACTIVE), owned
+            )
 
     def cancel_queued(self, run_id: str) -> bool:
-        with self._write() as session:
-            run = session.get(Run, run_id)
-            if run is None or run.status != RunStatus.QUEUED:
-                return False
-        return self.finish_run(run_id, RunStatus.CANCELLED, output=None, error=None) is not None
+        """Cancel a run that is still queued; False when it is not (any more).
+
+        Check and write are one conditional ``UPDATE ... WHERE status = 'queued'``: a run
+        claimed in between is running, so it is left alone rather than marked cancelled while
+        its worker goes on (cancelling a running run is ``request_cancel``).
+        """
+        with self._write_conn() as conn:
+            seq = self._finish(
+                conn, run_id, RunStatus.CANCELLED, None, None, Run.status == RunStatus.QUEUED
+            )
+        return seq is not None
+
+    def _finish(
+        self,
+        conn: Connection,
+        run_id: str,
+        status: RunStatus,
+        output: dict[str, Any] | None,
+        error: RunError | None,
+        *conditions: ColumnElement[bool],
+    ) -> int | None:
+        """End the run if it matches ``conditions``, with its terminal event; its seq, or None."""
+        error_json = None if error is None else error.to_dict()
+        now = utcnow()
+        started_at = conn.execute(
+            update(Run)
+            .where(Run.id == run_id, *conditions)
+            .values(
+                status=status,
+                output=output,
+                error=error_json,
+                finished_at=now,
+                lease_expires_at=None,
+            )
+            .returning(Run.started_at)
+        ).first()
+        if started_at is None:
+            return None
+        data: dict[str, Any] = {"status": status.value, "finished_at": now.isoformat()}
+        if started_at[0] is not None:
+            data["duration_ms"] = (now - started_at[0]).total_seconds() * 1000
+        if status == RunStatus.SUCCEEDED:
+            data["output"] = output
+        elif error_json is not None:
+            data["error"] = error_json
+        return self._add_event(conn, run_id, f"run_{status}", data)
 
     def request_cancel(self, run_id: str) -> None:
         with self._write() as session:

@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
-from service.storage.records import NodeEventWrite
+from service.storage.records import NodeEventWrite, RunStatus
 from service.storage.sql import SqlRunStore
+from service.storage.tables import Run, utcnow
 
 
 def _new_run(
@@ -139,6 +141,30 @@ def test_cancel_queued_only_cancels_queued_runs(store: SqlRunStore) -> None:
     assert store.cancel_queued(running) is False
     assert store.get_run(queued).status == "cancelled"  # type: ignore[union-attr]
     assert store.events_after(queued, 0)[-1].type == "run_cancelled"
+
+
+def test_cancel_queued_leaves_a_run_claimed_meanwhile_running(store: SqlRunStore) -> None:
+    """A claim that commits while the queued-cancel waits wins: the run is not cancelled under
+    its worker (the check and the write of ``cancel_queued`` are one statement)."""
+    rid = _new_run(store)
+    outcome: list[bool] = []
+    # Another process's claim, in flight: the row is changed but not yet committed.
+    with store.write_engine.connect() as claim:
+        with claim.begin():
+            claim.execute(
+                update(Run)
+                .where(Run.id == rid)
+                .values(status=RunStatus.RUNNING, owner_id="other", started_at=utcnow())
+            )
+            cancel = threading.Thread(target=lambda: outcome.append(store.cancel_queued(rid)))
+            cancel.start()
+            cancel.join(0.3)
+            assert cancel.is_alive()  # waiting for the claim's lock
+        cancel.join(10)
+    assert outcome == [False]
+    run = store.get_run(rid)
+    assert run is not None and run.status == "running" and run.finished_at is None
+    assert [e.type for e in store.events_after(rid, 0)] == []
 
 
 def test_expired_leases_are_taken_over_and_limited(store: SqlRunStore) -> None:
