@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from graphflow_core import NodeEvent, NodeRecord, NodeRunLimitError, RunCancelledError
 from service.errors import LeaseLostError
 from service.runtime.leases import LeaseKeeper
@@ -25,7 +27,7 @@ from service.runtime.node_events import check_json, node_event_write
 from service.runtime.registry import RegisteredWorkflow
 from service.settings import Settings
 from service.storage.base import RunStore
-from service.storage.records import LeaseRenewal, RunError, RunStatus
+from service.storage.records import LeaseRenewal, RunError, RunStatus, storage_failure
 from service.storage.tables import Run, utcnow
 
 __all__ = ["RunManager"]
@@ -290,6 +292,8 @@ class RunManager:
             # else: interrupted by shutdown; the next process resumes it
         except Exception as exc:
             if not ex.disowned:
+                if storage_failure(exc) is not None:
+                    log.error("run %s: storing its progress failed", run_id, exc_info=exc)
                 error = RunError.from_exception(exc)
                 if isinstance(exc, NodeRunLimitError):
                     cap = f" (the service's cap: GRAPHFLOW_MAX_NODE_RUNS={exc.limit})"
@@ -303,7 +307,15 @@ class RunManager:
             except TypeError as exc:
                 self._finish(run_id, RunStatus.FAILED, error=RunError.from_exception(exc))
             else:
-                self._finish(run_id, RunStatus.SUCCEEDED, output=output)
+                self._finish_succeeded(run_id, output)
+
+    def _finish_succeeded(self, run_id: str, output: dict[str, Any]) -> None:
+        """Store the output; an output the database refuses fails the run instead (logged)."""
+        try:
+            self._finish(run_id, RunStatus.SUCCEEDED, output=output)
+        except SQLAlchemyError as exc:
+            log.error("run %s: storing its output failed", run_id, exc_info=exc)
+            self._finish(run_id, RunStatus.FAILED, error=RunError.from_exception(exc))
 
     def _finish(
         self,

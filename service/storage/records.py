@@ -12,6 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from graphflow_core import NodeError
 
 __all__ = [
@@ -22,7 +24,15 @@ __all__ = [
     "NodeRunStatus",
     "RunError",
     "RunStatus",
+    "storage_failure",
 ]
+
+# What clients read when storing a run's progress failed; the server log has the driver's
+# message, which names tables and SQL and may echo stored values.
+STORAGE_ERROR_MESSAGE = (
+    "the run's progress could not be stored: the database refused a write ({kind}); "
+    "the server log has the details"
+)
 
 
 class RunStatus(StrEnum):
@@ -61,11 +71,20 @@ class RunError:
 
     @classmethod
     def from_exception(cls, exc: BaseException, node: str | None = None) -> RunError:
-        """The error of ``exc``; for a ``NodeError``, the node's own exception and node."""
+        """The error of ``exc``; for a ``NodeError``, the node's own exception and node.
+
+        A database error anywhere in the chain becomes a ``StorageError`` that names only its
+        kind: the driver's message (SQL, parameters) is for the server log, not for clients.
+        """
         if isinstance(exc, NodeError):
-            cause = exc.__cause__ or exc
-            return cls(type(cause).__name__, str(cause), exc.node)
-        return cls(type(exc).__name__, str(exc), getattr(exc, "node", node))
+            node, cause = exc.node, exc.__cause__ or exc
+        else:
+            node, cause = getattr(exc, "node", node), exc
+        failure = storage_failure(exc)
+        if failure is not None:
+            kind = type(failure).__name__
+            return cls("StorageError", STORAGE_ERROR_MESSAGE.format(kind=kind), node)
+        return cls(type(cause).__name__, str(cause), node)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunError:
@@ -100,6 +119,18 @@ class RunError:
     def to_dict(self) -> dict[str, Any]:
         """The JSON stored and sent: ``{"type", "message", "node"}``."""
         return asdict(self)
+
+
+def storage_failure(exc: BaseException) -> SQLAlchemyError | None:
+    """The database error ``exc`` is or was caused by (``__cause__``/``__context__``), or None."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, SQLAlchemyError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 @dataclass(frozen=True)

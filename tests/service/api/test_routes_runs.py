@@ -7,7 +7,9 @@ import threading
 import uuid
 from typing import Any
 
-from tests.conftest import wait_for_status
+import pytest
+
+from tests.conftest import fresh_postgres_database, make_settings, wait_for_status
 
 
 def _create(client: Any, graph: str = "three_step", **body: Any) -> Any:
@@ -165,6 +167,29 @@ def test_update_that_cannot_be_stored_fails_the_node(client: Any) -> None:
     done = wait_for_status(client, run["id"])
     assert done["status"] == "failed"
     assert done["error"]["node"] == "bad" and "JSON" in done["error"]["message"]
+
+
+def test_database_error_reaches_clients_without_sql_and_the_log_with_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Postgres refuses the node name (text cannot hold NUL): the run fails with a message that
+    names neither SQL nor parameters, while the server log keeps the driver's detail."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    with fresh_postgres_database() as url, TestClient(create_app(make_settings(url))) as client:
+        run = _create(client, graph="unstorable_node_name", input={"x": 1}).json()
+        done = wait_for_status(client, run["id"])
+        events = client.get(f"/runs/{run['id']}/events").text
+    assert done["status"] == "failed"
+    error = done["error"]
+    assert error["type"] == "StorageError" and error["node"] == "bad\x00name"
+    assert "could not be stored" in error["message"] and "DataError" in error["message"]
+    for text in (json.dumps(done), events):
+        assert "SQL" not in text and "INSERT" not in text and "node_runs" not in text
+    logged = [r for r in caplog.records if r.name == "graphflow.service.runner"]
+    assert any("INSERT INTO node_runs" in str(r.exc_info and r.exc_info[1]) for r in logged)
 
 
 def test_list_runs_newest_first_with_stable_cursor(client: Any) -> None:

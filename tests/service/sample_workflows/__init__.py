@@ -74,3 +74,10 @@ def unstorable() -> StateGraph:
     g = StateGraph()
     g.add_node("bad", _unstorable).set_entry_point("bad")
     return g
+
+
+@workflow("unstorable_node_name", description="A node whose name Postgres cannot store (NUL).")
+def unstorable_node_name() -> StateGraph:
+    g = StateGraph()
+    g.add_node("bad\x00name", _step("bad", 1)).set_entry_point("bad\x00name")
+    return g
