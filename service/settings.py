@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     owner_id: str = Field(default_factory=_default_owner_id)
     db_pool_size: int = Field(default=10, ge=1)
     shutdown_grace_seconds: float = Field(default=5.0, ge=0)
+    readyz_timeout_seconds: float = Field(default=5.0, gt=0)  # /readyz: 503 past it
     # Per-run caps enforced by the runner (None: no cap).
     max_node_runs: int | None = Field(default=100_000, ge=1)
     max_run_seconds: float | None = Field(default=None, gt=0)

@@ -44,6 +44,7 @@ class SqlRunStore:
         self._write_session = sessionmaker(self.write_engine, expire_on_commit=False)
         self._read_session = sessionmaker(self.read_engine, expire_on_commit=False)
         self._upsert_node = q.node_upsert(self.write_engine.dialect.name)
+        self._ping_lock = threading.Lock()
         self._lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if self.sqlite else contextlib.nullcontext()
         )
@@ -59,9 +60,23 @@ class SqlRunStore:
         with self._read_session() as session:
             yield session
 
-    def ping(self) -> None:
-        with self.read_engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+    def ping(self, timeout: float | None = None) -> None:
+        """Run ``SELECT 1``; raise the driver's error when the database does not answer.
+
+        With ``timeout`` (seconds), Postgres aborts the statement past it. A connection that
+        hangs (say, a server that accepts and never answers) cannot be bounded from here, so
+        only one ping runs at a time: while one hangs, the next raises ``TimeoutError`` at once.
+        """
+        if not self._ping_lock.acquire(blocking=False):
+            raise TimeoutError("the previous database ping has not returned yet")
+        try:
+            with self.read_engine.connect() as conn:
+                if timeout is not None and not self.sqlite:
+                    ms = max(1, int(timeout * 1000))
+                    conn.execute(text(f"SET LOCAL statement_timeout = {ms}"))
+                conn.execute(text("SELECT 1"))
+        finally:
+            self._ping_lock.release()
 
     def close(self) -> None:
         self.write_engine.dispose()
