@@ -67,6 +67,31 @@ def gf_map(n: int) -> Callable[[], object]:
     return lambda: app.invoke({})
 
 
+def _agent_model(turns: int, tools: list[str], command: Any, end: Any) -> Any:
+    def model(state: dict[str, Any]) -> Any:
+        turn = state.get("turn", 0)
+        if turn == turns:
+            return command(goto=end)
+        return command(update={"turn": turn + 1}, goto=tools)
+
+    return model
+
+
+def agent_loop_size(turns: int, tools: int) -> int:
+    """Node runs of an agent loop: one model run per turn and the last, plus the tools."""
+    return turns + 1 + turns * tools
+
+
+def gf_agent_loop(turns: int, tools: int) -> Callable[[], object]:
+    names = [f"t{i}" for i in range(tools)]
+    graph = StateGraph(state_reducers={"items": "extend"})
+    graph.add_node("model", _agent_model(turns, names, Command, []), destinations=names)
+    for name in names:
+        graph.add_node(name, _append(name)).add_edge(name, "model")
+    app = graph.set_entry_point("model").compile()
+    return lambda: app.invoke({})
+
+
 def gf_sleeping(branches: dict[str, list[float]]) -> Callable[[], object]:
     graph = StateGraph({"items": "extend"})
     graph.add_node("start", lambda s: None)
@@ -88,12 +113,14 @@ def lg_scenarios() -> dict[str, Callable[..., Callable[[], object]]] | None:
     try:
         from langgraph.graph import END, START
         from langgraph.graph import StateGraph as LGStateGraph
+        from langgraph.types import Command as LGCommand
         from langgraph.types import Send as LGSend
     except ImportError:
         return None
 
     class State(TypedDict, total=False):
         count: int
+        turn: int
         items: Annotated[list[Any], operator.add]
 
     def chain(n: int) -> Callable[[], object]:
@@ -149,7 +176,24 @@ def lg_scenarios() -> dict[str, Callable[..., Callable[[], object]]] | None:
         app = graph.compile()
         return lambda: app.invoke({})
 
-    return {"chain": chain, "fanout": fanout, "map": mapped, "sleeping": sleeping}
+    def agent_loop(turns: int, tools: int) -> Callable[[], object]:
+        names = [f"t{i}" for i in range(tools)]
+        graph = LGStateGraph(State)
+        graph.add_node("model", _agent_model(turns, names, LGCommand, END))
+        graph.add_edge(START, "model")
+        for name in names:
+            graph.add_node(name, _append(name))
+            graph.add_edge(name, "model")
+        app = graph.compile()
+        return lambda: app.invoke({}, {"recursion_limit": 10_000})
+
+    return {
+        "chain": chain,
+        "fanout": fanout,
+        "map": mapped,
+        "sleeping": sleeping,
+        "agent_loop": agent_loop,
+    }
 
 
 def best_of(run: Callable[[], object], repeats: int) -> float:
@@ -204,6 +248,13 @@ def main() -> None:
         ),
         ("map (Send)", 1000, gf_map(1000), langgraph and langgraph["map"](1000), "µs/item"),
         ("map (Send)", 10000, gf_map(10000), langgraph and langgraph["map"](10000), "µs/item"),
+        (
+            "agent loop 20 turns x 5",
+            agent_loop_size(20, 5),
+            gf_agent_loop(20, 5),
+            langgraph and langgraph["agent_loop"](20, 5),
+            "µs/node",
+        ),
         (
             "guide pattern 1 (sleeps)",
             1,

@@ -49,6 +49,7 @@ class Activation:
         "parents",
         "payload",
         "post",
+        "slot",
         "stamp",
         "update",
         "view",
@@ -75,6 +76,7 @@ class Activation:
         self.stamp = stamp
         self.frames = frames
         self.epoch = epoch
+        self.slot: _Slot = (node, stamp, epoch)
         self.payload = payload
         self.is_send = is_send
         self.id = ""
@@ -133,6 +135,9 @@ class RunScheduler:
         self._pending: dict[_Slot, Activation] = {}
         self._blockers: dict[_Slot, int] = {}
         self._active: dict[_Slot, int] = {}
+        self._slots_of: dict[str, list[_Slot]] = {}
+        # Whether any undeclared goto went back upstream yet: until then epochs are all 0.
+        self._epochs = False
         self._leaves: list[Activation] = []
         self.completed: list[Activation] = []
         depth = len(topology.loop_paths[entry_point])
@@ -201,9 +206,18 @@ class RunScheduler:
         pending = self._pending
         # Provisional, for the children fired below to see whether ``act`` forks.
         act.children_to_start = count
+        plain = not self._topology.has_loops and not goto
         for index, target in enumerate(routes):
             node = target.node if isinstance(target, Send) else target
-            key, stamp, frames, epoch = self._position(act, node, index, count)
+            if plain:
+                # Declared edges in a graph without loops: no counters to carry.
+                key = act.key
+                key = (*key[:-1], key[-1] + 1) if count == 1 else (*key, index, 0)
+                stamp: Stamp = ()
+                frames: tuple[tuple[int, ...], ...] = ()
+                epoch = act.epoch
+            else:
+                key, stamp, frames, epoch = self._position(act, node, index, count)
             if isinstance(target, Send):
                 self._fire(
                     Activation(node, key, [act], depth, stamp, frames, epoch, target.payload, True)
@@ -214,6 +228,7 @@ class RunScheduler:
             waiting = pending.get(slot)
             if waiting is None:
                 pending[slot] = Activation(node, key, [act], depth, stamp, frames, epoch)
+                self._slots_of.setdefault(node, []).append(slot)
                 self._blockers[slot] = self._count_blockers(slot)
                 children += 1
             else:
@@ -262,7 +277,10 @@ class RunScheduler:
         key = act.key
         continued = (*key[:-1], key[-1] + 1) if count == 1 else (*key, index, 0)
         shared, depth, back, again = self._topology.step(act.node, node)
-        epoch = act.epoch + 1 if again else act.epoch
+        epoch = act.epoch
+        if again:
+            epoch += 1
+            self._epochs = True
         if not act.stamp and not depth:
             return continued, (), (), epoch
         if back:
@@ -304,28 +322,51 @@ class RunScheduler:
                 act.anchor = anchor
                 anchor.holders += 1
         self._ready.append(act)
-        slot = (act.node, act.stamp, act.epoch)
+        slot = act.slot
         self._active[slot] = self._active.get(slot, 0) + 1
         if self._pending:
-            could_reach = self._topology.could_reach
-            blockers = self._blockers
-            for waiting_slot in self._pending:
-                if could_reach(*slot, *waiting_slot):
-                    blockers[waiting_slot] += 1
+            self._count_toward_waiting(slot, 1)
 
     def _deactivate(self, act: Activation) -> None:
-        slot = (act.node, act.stamp, act.epoch)
+        slot = act.slot
         left = self._active[slot] - 1
         if left:
             self._active[slot] = left
         else:
             del self._active[slot]
         if self._pending:
-            could_reach = self._topology.could_reach
-            blockers = self._blockers
-            for waiting_slot in self._pending:
-                if could_reach(*slot, *waiting_slot):
-                    blockers[waiting_slot] -= 1
+            self._count_toward_waiting(slot, -1)
+
+    def _count_toward_waiting(self, slot: _Slot, change: int) -> None:
+        """Add ``change`` to the blockers of every waiting request ``slot`` could reach."""
+        could_reach = self._topology.could_reach
+        blockers = self._blockers
+        if len(self._pending) == 1:
+            (waiting_slot,) = self._pending
+            if could_reach(*slot, *waiting_slot):
+                blockers[waiting_slot] += change
+            return
+        for waiting_slot in self._slots_reached_by(slot[0]):
+            if could_reach(*slot, *waiting_slot):
+                blockers[waiting_slot] += change
+
+    def _slots_reached_by(self, node: str) -> list[_Slot]:
+        """The waiting requests ``node`` may reach at all (the exact test is the caller's)."""
+        if self._epochs and node in self._topology.to_wildcard:
+            return list(self._pending)
+        reach = self._topology.reaches[node]
+        slots_of = self._slots_of
+        if len(reach) < len(slots_of):
+            return [slot for name in reach if name in slots_of for slot in slots_of[name]]
+        return [slot for name, slots in slots_of.items() if name in reach for slot in slots]
+
+    def _unqueue(self, slot: _Slot) -> None:
+        del self._pending[slot]
+        del self._blockers[slot]
+        slots = self._slots_of[slot[0]]
+        slots.remove(slot)
+        if not slots:
+            del self._slots_of[slot[0]]
 
     def _started(self, act: Activation) -> None:
         """``act`` no longer needs its parents' states; free those no one needs any more."""
@@ -348,6 +389,8 @@ class RunScheduler:
             act = anchor
 
     def _count_blockers(self, slot: _Slot) -> int:
+        if not self._active:
+            return 0
         could_reach = self._topology.could_reach
         return sum(count for active, count in self._active.items() if could_reach(*active, *slot))
 
@@ -358,6 +401,13 @@ class RunScheduler:
         later candidate it may reach through the counters.
         """
         blockers = self._blockers
+        if len(self._pending) == 1:
+            # The common case (a chain, or one join): nothing else waits to be weighed.
+            ((slot, waiting),) = self._pending.items()
+            if not blockers[slot]:
+                self._unqueue(slot)
+                self._fire(waiting)
+            return
         candidates = [w for slot, w in self._pending.items() if not blockers[slot]]
         if not candidates:
             return
@@ -365,29 +415,33 @@ class RunScheduler:
             candidates.sort(key=_by_key)
         fired = False
         for waiting in candidates:
-            slot = (waiting.node, waiting.stamp, waiting.epoch)
+            slot = waiting.slot
             if not blockers[slot] and not self._waits_for_other_request(waiting):
-                del self._pending[slot]
-                del blockers[slot]
+                self._unqueue(slot)
                 self._fire(waiting)
                 fired = True
         if not fired and not self._active:
             # Cannot happen with routes the topology knows; an undeclared goto from a node
             # with edges could still tie requests up, and then the earliest goes first.
             waiting = candidates[0]
-            slot = (waiting.node, waiting.stamp, waiting.epoch)
-            del self._pending[slot]
-            del blockers[slot]
+            self._unqueue(waiting.slot)
             self._fire(waiting)
 
     def _waits_for_other_request(self, waiting: Activation) -> bool:
         """Whether another waiting request may, once it runs, add to this one."""
-        could_reach = self._topology.could_reach
-        return any(
-            other is not waiting
-            and could_reach(*other_slot, waiting.node, waiting.stamp, waiting.epoch)
-            for other_slot, other in self._pending.items()
-        )
+        topology = self._topology
+        could_reach = topology.could_reach
+        slots_of = self._slots_of
+        if self._epochs:
+            others = list(self._pending)
+        else:
+            reachers = topology.reachers[waiting.node]
+            if len(reachers) < len(slots_of):
+                others = [slot for name in reachers if name in slots_of for slot in slots_of[name]]
+            else:
+                others = [s for name, slots in slots_of.items() if name in reachers for s in slots]
+        target = waiting.slot
+        return any(slot != target and could_reach(*slot, *target) for slot in others)
 
     def _post(self, act: Activation) -> dict[str, Any]:
         if act.post is None:

@@ -31,7 +31,6 @@ class Topology:
         "_declared_reach",
         "_reach",
         "_steps",
-        "_to_wildcard",
         "edges",
         "has_loops",
         "headers",
@@ -39,6 +38,9 @@ class Topology:
         "loop_paths",
         "multi_header",
         "names",
+        "to_wildcard",
+        "reachers",
+        "reaches",
         "wildcards",
     )
 
@@ -99,7 +101,14 @@ class Topology:
                 skipped = skipped | back_edges[loop]
                 levels.append(_closure(name, routes, skipped))
             self._reach[name] = tuple(levels)
-        self._to_wildcard = frozenset(
+        # Supersets of could-reach at any counters, to pick the few requests worth testing.
+        self.reaches: dict[str, frozenset[str]] = {n: self._reach[n][0] for n in order}
+        inverse: dict[str, set[str]] = {name: set() for name in order}
+        for name in order:
+            for reached in self.reaches[name]:
+                inverse[reached].add(name)
+        self.reachers: dict[str, frozenset[str]] = {n: frozenset(r) for n, r in inverse.items()}
+        self.to_wildcard = frozenset(
             name
             for name in order
             if name in self.wildcards or not self.wildcards.isdisjoint(self._reach[name][0])
@@ -151,7 +160,7 @@ class Topology:
         """
         if epoch != target_epoch:
             return epoch < target_epoch and (
-                source in self._to_wildcard or target in self._reach[source][0]
+                source in self.to_wildcard or target in self._reach[source][0]
             )
         if not stamp and not target_stamp:
             return target in self._reach[source][0]
