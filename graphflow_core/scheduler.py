@@ -3,18 +3,24 @@
 This module is pure bookkeeping, with no threads, clocks or I/O; the drivers in ``executor``
 call it. Its rules are the engine's semantics contract:
 
-* Inclusive join. A request to run node N waits while any active activation (ready or
-  running) or any other waiting request that could still reach N exists; requests that arrive
-  meanwhile merge into it, so N runs once per wave. Branches never taken do not count.
+* Waves. Every activation carries one wave counter per loop its node lies in (see
+  ``graphflow_core.loops``), and an epoch that an undeclared goto back upstream advances. A
+  back edge adds one to its loop's counter; leaving a loop drops it.
+* Inclusive join. A request to run node N in a wave waits while any active activation (ready
+  or running) or any other waiting request *could result in* a request for N in that wave or
+  an earlier one (Naiad's rule: a path to N that does not go round a loop N's wave shares, or
+  an earlier wave of such a loop). Requests of the same wave that arrive meanwhile merge into
+  it, so N runs once per wave. Branches never taken do not count.
 * No barrier. A request that nothing active can reach becomes ready at once.
 * Deterministic order. Each activation gets a key: the root is ``(0,)``; a node's only route
   continues its key (``(..., k)`` → ``(..., k+1)``), its i-th of several routes extends it
-  (``key + (i, 0)``); a join takes the largest key over its parents. Ordering updates by key
-  follows goto-list order, then edge order, and always puts causes before effects.
+  (``key + (i, 0)``); a join takes the largest key over its parents; a back edge restarts the
+  key under the prefix where the loop was entered, just past every key of the wave it closes.
+  Ordering updates by key follows goto-list order, then edge order, and always puts causes
+  before effects. The key, written ``0.2.0``, is the node run's id.
 * Consistent views. An activation sees the input plus the updates of all its causal
   ancestors, applied in key order; never a sibling's.
 """
-
 from __future__ import annotations
 
 import hashlib
