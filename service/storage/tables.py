@@ -16,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     TypeDecorator,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -72,7 +73,8 @@ class Run(Base):
     __tablename__ = "runs"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    graph: Mapped[str] = mapped_column(String(200), index=True)
+    # Names users choose are TEXT (migration 0002): no length a graph can overflow.
+    graph: Mapped[str] = mapped_column(Text, index=True)
     status: Mapped[RunStatus] = mapped_column(StatusType(RunStatus), index=True)
     input: Mapped[dict[str, Any]] = mapped_column(JSON)
     output: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
@@ -83,7 +85,7 @@ class Run(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # Durability: which process runs it, until when its lease holds, how often it was resumed.
-    owner_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    owner_id: Mapped[str | None] = mapped_column(Text, nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     recovery_attempts: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -98,8 +100,8 @@ class NodeRun(Base):
     run_id: Mapped[str] = mapped_column(
         String(36), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
     )
-    activation_id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    node: Mapped[str] = mapped_column(String(200))
+    activation_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    node: Mapped[str] = mapped_column(Text)
     status: Mapped[NodeRunStatus] = mapped_column(StatusType(NodeRunStatus))
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     parents: Mapped[list[str]] = mapped_column(JSON, default=list)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from sqlalchemy import inspect
+from sqlalchemy import Text, inspect, text
 
 from service.storage.migrations import upgrade
 from service.storage.sql import SqlRunStore
@@ -34,3 +34,27 @@ def test_concurrent_upgrades_of_a_fresh_database_all_succeed(database_url: str) 
     finally:
         for store in stores:
             store.close()
+
+
+def test_upgrade_from_0001_keeps_runs_and_makes_names_text(database_url: str) -> None:
+    store = SqlRunStore(database_url, pool_size=1)
+    try:
+        upgrade(store.write_engine, "0001")
+        with store.write_engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO runs (id, graph, status, input, created_at, recovery_attempts,"
+                    " cancel_requested, last_seq) VALUES ('r1', 'g', 'queued', '{}',"
+                    " CURRENT_TIMESTAMP, 0, false, 0)"
+                )
+            )
+        upgrade(store.write_engine)
+        run = store.get_run("r1")
+        assert run is not None and run.graph == "g" and run.status == "queued"
+        if store.write_engine.dialect.name == "postgresql":
+            columns = {
+                c["name"]: c["type"] for c in inspect(store.write_engine).get_columns("runs")
+            }
+            assert isinstance(columns["graph"], Text) and isinstance(columns["owner_id"], Text)
+    finally:
+        store.close()

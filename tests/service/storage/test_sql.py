@@ -124,6 +124,30 @@ def test_node_event_upserts_one_row_per_activation_and_builds_the_journal(
     ]
 
 
+def test_names_users_choose_have_no_length_limit(store: SqlRunStore) -> None:
+    """Graph and node names, node-run ids and owner ids are TEXT: Postgres enforces VARCHAR
+    lengths mid-run, SQLite never did."""
+    graph, node, activation, owner = "g" * 1000, "n" * 1000, ".".join(["7"] * 500), "o" * 1000
+    run, _ = store.create_run(
+        run_id=str(uuid.uuid4()),
+        graph=graph,
+        input={},
+        max_concurrent=None,
+        idempotency_key=None,
+        owner_id=owner,
+        lease_seconds=30,
+    )
+    assert store.claim_run(run.id, owner, 30) is not None
+    store.record_node_event(run.id, _completed(activation, node, {"v": 1}), owner)
+    [row] = store.node_runs(run.id)
+    assert (row.activation_id, row.node) == (activation, node)
+    stored = store.get_run(run.id)
+    assert stored is not None and (stored.graph, stored.owner_id) == (graph, owner)
+    assert [r.id for r in store.list_runs(graph=graph, status=None, limit=5, before=None)] == [
+        run.id
+    ]
+
+
 def test_list_runs_keyset_pages_newest_first(store: SqlRunStore) -> None:
     ids = [_new_run(store) for _ in range(5)]
     first = store.list_runs(graph=None, status=None, limit=2, before=None)
