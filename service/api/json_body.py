@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from service.errors import BodyTooDeepError, InvalidJsonError
 
-__all__ = ["NOT_JSON", "json_depth_exceeds", "parse_json_body"]
+__all__ = ["NOT_JSON", "parse_json_body"]
 
 NOT_JSON: Final = object()
 """Returned by ``parse_json_body`` for a body that is not JSON (FastAPI reports those: 422)."""
@@ -26,17 +26,12 @@ NOT_JSON: Final = object()
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-def json_depth_exceeds(document: Any, limit: int) -> bool:
+def _walk(document: Any, limit: int, *, check_strings: bool) -> bool:
     """True when ``document`` nests lists/dicts more than ``limit`` levels (``[]`` is depth 1).
 
-    Iterative, so it cannot itself hit the recursion limit.
+    Iterative, so it cannot itself hit the recursion limit. With ``check_strings``, raises
+    ``UnicodeEncodeError`` on a lone surrogate in any key or string value.
     """
-    return _walk(document, limit, check_strings=False)
-
-
-def _walk(document: Any, limit: int, *, check_strings: bool) -> bool:
-    """True when too deep; with ``check_strings``, raise ``UnicodeEncodeError`` on a lone
-    surrogate in any key or string value."""
     if not isinstance(document, dict | list):
         if check_strings and isinstance(document, str):
             document.encode("utf-8")

@@ -44,10 +44,6 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
 
-    @property
-    def terminal(self) -> bool:
-        return self in TERMINAL
-
 
 class NodeRunStatus(StrEnum):
     """One node run (activation): ``running -> succeeded | failed``."""
