@@ -21,6 +21,7 @@ call it. Its rules are the engine's semantics contract:
 * Consistent views. An activation sees the input plus the updates of all its causal
   ancestors, applied in key order; never a sibling's.
 """
+
 from __future__ import annotations
 
 import hashlib
