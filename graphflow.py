@@ -7,10 +7,13 @@ service and its web stack.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphflow_core import *  # noqa: F403
 from graphflow_core import __all__ as _engine_all
+
+if TYPE_CHECKING:
+    from service.runtime.registry import workflow as workflow
 
 __all__ = sorted([*_engine_all, "workflow"])
 

@@ -8,8 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from graphflow_core import Command, StateGraph
-from service.runtime.registry import workflow
+from graphflow import Command, StateGraph, workflow
 from workflows._common import State, simulate_work
 
 # Processor name → nominal delay in seconds (the guide's values), scaled by ``delay_scale``.

@@ -8,8 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from graphflow_core import Command, StateGraph
-from service.runtime.registry import workflow
+from graphflow import Command, StateGraph, workflow
 from workflows._common import State
 
 MAPPER_COUNT = 4

@@ -7,8 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from graphflow_core import Command, StateGraph
-from service.runtime.registry import workflow
+from graphflow import Command, StateGraph, workflow
 from workflows._common import State, node_rng
 
 # Backup node → (display name, nominal reliability).
