@@ -81,7 +81,9 @@ def generous_caps(runs: int, streams: int) -> dict[str, str]:
 class ServerProcess:
     """A uvicorn process serving the GraphFlow app, with its output captured in ``log_path``."""
 
-    def __init__(self, database_url: str, log_path: Path, env: Mapping[str, str]) -> None:
+    def __init__(
+        self, database_url: str, log_path: Path, env: Mapping[str, str], root: Path = ROOT
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -90,8 +92,12 @@ class ServerProcess:
         full_env.update(
             {
                 "GRAPHFLOW_DATABASE_URL": database_url,
+                # ``root`` (another checkout, for before/after figures) shadows this one, which
+                # still supplies ``bench``; the server's cwd is ``root`` as well.
                 "PYTHONPATH": os.pathsep.join(
-                    p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+                    dict.fromkeys(
+                        p for p in (str(root), str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+                    )
                 ),
             }
         )
@@ -99,7 +105,7 @@ class ServerProcess:
         cmd = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app"]
         cmd += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
         self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT
+            cmd, cwd=root, env=full_env, stdout=self._log, stderr=subprocess.STDOUT
         )
         self._wait_healthy(timeout=30.0)
 
@@ -143,9 +149,11 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def serve(database_url: str, log_path: Path, env: Mapping[str, str]) -> Iterator[ServerProcess]:
-    """Run a server for the duration of the block; it is always stopped."""
-    server = ServerProcess(database_url, log_path, env)
+def serve(
+    database_url: str, log_path: Path, env: Mapping[str, str], root: Path = ROOT
+) -> Iterator[ServerProcess]:
+    """Run a server (from checkout ``root``) for the duration of the block; always stopped."""
+    server = ServerProcess(database_url, log_path, env, root)
     try:
         yield server
     finally:

@@ -1,11 +1,35 @@
-"""End-to-end benchmark of the HTTP service on SQLite and Postgres.
+"""End-to-end benchmark of the HTTP service under ``wrk``, on SQLite and Postgres.
 
-Starts its own uvicorn on a free loopback port per backend and measures, for the 3-node
-``three_step`` test graph: runs/second end to end (POST ?wait=true, several clients), p50/p95 of
-plain POST latency, and the delay from a node's completion (server clock) to its
-``node_completed`` SSE event reaching a client. Request counts are bounded.
+For each database this starts its own server (``bench.loadserver.serve``: one uvicorn process on
+a free loopback port, a fresh SQLite file or a fresh Postgres database, admission caps lifted,
+``GRAPHFLOW_MAX_CONCURRENT_RUNS=8``) and runs these scenarios (``--only`` picks some):
 
-    .venv/bin/python bench/service_bench.py [--runs 200] [--clients 8] [--no-postgres]
+- ``idle``: 50 sequential ``?wait=true`` POSTs of ``map_reduce`` (one item: 3 node runs).
+- ``wait``: ``wrk -t2 -c<connections>`` POSTing ``map_reduce`` with ``?wait=true``; runs/s counts
+  only 200 responses whose run succeeded; p50/p99 latency.
+- ``poll``: ``wrk`` POSTing without wait (each 202 a run), then polling until no run is queued or
+  running; runs/s = runs stored / (wrk start to last run finished); failed runs are counted.
+- ``rate``: POST latency (p50/p95/p99) at ``--rate`` runs/s offered: ``wrk -c<connections>``
+  paced by the script's ``delay()``, which spaces each wrk thread's requests evenly (sent by
+  whichever connection is free), so the offered rate holds while latency is below
+  ``connections / rate`` seconds; the achieved rate is reported next to it.
+- ``map``: one run of ``bench_wide_map`` (``bench/workflows.py``), a 2,000-wide ``Send`` map
+  (2,002 node runs) with ``?wait=true``: wall time per node; then its stored node records and
+  its event stream are checked.
+- ``sse``: node completion (server clock) to its ``node_completed`` event reaching a client.
+
+Every row also gives the server's CPU time per run (``utime + stime`` of ``/proc/<pid>/stat``
+over the scenario, including the drain of runs still queued when wrk stops, divided by the runs
+it stored) and its CPU utilisation (CPU seconds / wall seconds) with the user/system split. On
+Postgres, "DB CPU ms/run" is the same for the local Postgres backends serving the bench's
+database (they share the machine's cores with the server).
+
+    .venv/bin/python bench/service_bench.py [--seconds 10] [--rate 200] [--connections 50]
+        [--no-postgres] [--only idle,wait,poll,rate,map,sse] [--repo PATH] [--json OUT]
+
+``--repo PATH`` runs the server from another checkout of this repository (e.g. a clone at the
+commit before a change): its root is the server's cwd and comes first on ``PYTHONPATH``; this
+checkout comes second and supplies ``bench.workflows``. Rows are labelled with its short hash.
 """
 
 from __future__ import annotations
@@ -13,26 +37,124 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import statistics
+import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from bench.loadserver import fresh_postgres_database, serve  # noqa: E402
+from bench.loadserver import (  # noqa: E402
+    LOCKED,
+    ServerProcess,
+    fresh_postgres_database,
+    generous_caps,
+    serve,
+)
+from bench.workflows import SSE_CHAIN, WIDE_MAP  # noqa: E402
 
-GRAPH = "three_step"
-SERVER_ENV = {
-    "GRAPHFLOW_WORKFLOWS": "tests.service.sample_workflows",
-    "GRAPHFLOW_SHUTDOWN_GRACE_SECONDS": "1",
-    "GRAPHFLOW_MAX_CONCURRENT_RUNS": "8",
-}
+SCENARIOS = ("idle", "wait", "poll", "rate", "map", "sse")
+GRAPH = "map_reduce"
+GRAPH_BODY = {"input": {"items": ["x"]}}
+GRAPH_NODES = 3  # map_phase -> single_mapper -> reduce_phase for one item
+LUA = ROOT / "bench" / "wrk" / "post_run.lua"
+DRAIN_TIMEOUT = 900.0
+ACTIVE = ("queued", "running")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def server_env() -> dict[str, str]:
+    env = generous_caps(runs=1_000_000, streams=10_000)
+    env.update(
+        {
+            "GRAPHFLOW_WORKFLOWS": "bench.workflows",
+            "GRAPHFLOW_SHUTDOWN_GRACE_SECONDS": "1",
+            "GRAPHFLOW_MAX_CONCURRENT_RUNS": "8",
+            "GRAPHFLOW_RUN_WAIT_TIMEOUT": "600",
+            "GRAPHFLOW_MAX_NODE_RUNS": "1000000",
+        }
+    )
+    return env
+
+
+# -- measuring ------------------------------------------------------------------------------
+
+
+def cpu_ticks(pid: int) -> tuple[int, int]:
+    """``utime`` and ``stime`` of a process (all its threads), in clock ticks."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+
+
+def db_backend_ticks(database: str | None) -> dict[int, int]:
+    """CPU ticks of each local Postgres backend serving ``database`` (by process title,
+    ``postgres: 15/main: <user> <database> <host> ...``); empty for None."""
+    if database is None:
+        return {}
+    needle = f" {database} ".encode()
+    ticks: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            title = Path(entry.path, "cmdline").read_bytes()
+            if title.startswith(b"postgres: ") and needle in title:
+                ticks[int(entry.name)] = sum(cpu_ticks(int(entry.name)))
+    return ticks
+
+
+@dataclass
+class CpuWindow:
+    """Server CPU time and wall time between ``start`` and ``stop``; with ``database``, also
+    the CPU time of the local Postgres backends serving it (``db_s``)."""
+
+    pid: int
+    database: str | None = None
+    user_s: float = 0.0
+    sys_s: float = 0.0
+    wall_s: float = 0.0
+    db_s: float | None = None
+    _t0: float = 0.0
+    _ticks0: tuple[int, int] = (0, 0)
+    _db0: dict[int, int] = field(default_factory=dict)
+
+    def start(self) -> CpuWindow:
+        self._db0 = db_backend_ticks(self.database)
+        self._ticks0, self._t0 = cpu_ticks(self.pid), time.monotonic()
+        return self
+
+    def stop(self) -> CpuWindow:
+        user, system = cpu_ticks(self.pid)
+        self.wall_s = time.monotonic() - self._t0
+        self.user_s = (user - self._ticks0[0]) / CLK_TCK
+        self.sys_s = (system - self._ticks0[1]) / CLK_TCK
+        if self.database is not None:
+            db1 = db_backend_ticks(self.database)  # backends gone by now are not counted
+            self.db_s = sum(t - self._db0.get(pid, 0) for pid, t in db1.items()) / CLK_TCK
+        return self
+
+    @property
+    def cpu_s(self) -> float:
+        return self.user_s + self.sys_s
+
+    def utilisation(self) -> str:
+        if self.wall_s <= 0:
+            return "-"
+        return (
+            f"{100 * self.cpu_s / self.wall_s:.0f}% "
+            f"(usr {100 * self.user_s / self.wall_s:.0f}, sys {100 * self.sys_s / self.wall_s:.0f})"
+        )
 
 
 def pct(values: list[float], q: float) -> float:
@@ -42,124 +164,497 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def bench_throughput(url: str, runs: int, clients: int) -> tuple[float, int]:
-    def one(i: int) -> bool:
-        with httpx.Client(base_url=url, timeout=60) as http:
-            r = http.post(f"/graphs/{GRAPH}/runs?wait=true", json={"input": {"x": i}})
-            return r.status_code == 200 and r.json()["status"] == "succeeded"
+@dataclass
+class Row:
+    """One scenario's result on one backend."""
 
-    start = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        ok = sum(pool.map(one, range(runs)))
-    return runs / (time.perf_counter() - start), ok
+    backend: str
+    label: str
+    scenario: str
+    result: str
+    detail: str = ""
+    runs: int = 0
+    cpu_ms_per_run: float | None = None
+    db_cpu_ms_per_run: float | None = None
+    cpu_util: str = "-"
+    figures: dict[str, Any] = field(default_factory=dict)
 
-
-def bench_post_latency(url: str, count: int) -> list[float]:
-    latencies = []
-    with httpx.Client(base_url=url, timeout=60) as http:
-        for i in range(count):
-            t0 = time.perf_counter()
-            r = http.post(f"/graphs/{GRAPH}/runs", json={"input": {"x": i}})
-            latencies.append((time.perf_counter() - t0) * 1000)
-            assert r.status_code == 202, r.text
-        deadline = time.monotonic() + 60  # let the queue drain before the next phase
-        while (
-            http.get("/runs?status=queued&limit=1").json()["items"]
-            or http.get("/runs?status=running&limit=1").json()["items"]
-        ):
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-    return latencies
-
-
-def bench_sse_latency(url: str, count: int) -> list[float]:
-    latencies = []
-    with httpx.Client(base_url=url, timeout=60) as http:
-        for i in range(count):
-            run = http.post(f"/graphs/{GRAPH}/runs", json={"input": {"x": i, "delay": 0.02}}).json()
-            with http.stream("GET", f"/runs/{run['id']}/events") as resp:
-                buf = ""
-                for chunk in resp.iter_text():
-                    now = time.time()
-                    buf += chunk.replace("\r\n", "\n")
-                    while "\n\n" in buf:
-                        block, buf = buf.split("\n\n", 1)
-                        fields = dict(
-                            line.split(": ", 1)
-                            for line in block.split("\n")
-                            if ": " in line and not line.startswith(":")
-                        )
-                        if fields.get("event") == "node_completed":
-                            data = json.loads(fields["data"])
-                            done = datetime.fromisoformat(data["finished_at"]).timestamp()
-                            latencies.append((now - done) * 1000)
-    return latencies
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=200, help="runs for throughput (max 2000)")
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--posts", type=int, default=100, help="POSTs for latency (max 1000)")
-    parser.add_argument("--streams", type=int, default=20, help="runs streamed (max 200)")
-    parser.add_argument("--no-postgres", action="store_true")
-    args = parser.parse_args()
-    runs, posts, streams = min(args.runs, 2000), min(args.posts, 1000), min(args.streams, 200)
-
-    backends: list[tuple[str, contextlib.AbstractContextManager[str]]] = []
-    tmp = tempfile.TemporaryDirectory()
-    backends.append(("sqlite", contextlib.nullcontext(f"sqlite:///{tmp.name}/bench.db")))
-    if not args.no_postgres:
-        backends.append(("postgres", fresh_postgres_database()))
-
-    rows = []
-    for name, db in backends:
-        try:
-            with (
-                db as database_url,
-                serve(database_url, Path(tmp.name) / f"{name}.log", SERVER_ENV) as server,
-            ):
-                url = server.url
-                rps, ok = bench_throughput(url, runs, args.clients)
-                post = bench_post_latency(url, posts)
-                sse = bench_sse_latency(url, streams)
-        except Exception as exc:  # e.g. Postgres not reachable: report and continue
-            print(f"{name}: skipped ({exc})", file=sys.stderr)
-            continue
-        rows.append(
-            (
-                name,
-                f"{rps:.1f}",
-                f"{ok}/{runs}",
-                f"{pct(post, 0.5):.2f}",
-                f"{pct(post, 0.95):.2f}",
-                f"{pct(sse, 0.5):.2f}",
-                f"{pct(sse, 0.95):.2f}",
-                f"{statistics.mean(sse):.2f}" if sse else "nan",
-            )
+    def charge(self, cpu: CpuWindow, runs: int) -> Row:
+        self.runs = runs
+        self.cpu_ms_per_run = cpu.cpu_s * 1000 / runs if runs else None
+        if cpu.db_s is not None and runs:
+            self.db_cpu_ms_per_run = cpu.db_s * 1000 / runs
+        self.cpu_util = cpu.utilisation()
+        self.figures.update(
+            cpu_s=cpu.cpu_s, user_s=cpu.user_s, sys_s=cpu.sys_s, wall_s=cpu.wall_s, db_s=cpu.db_s
         )
-    tmp.cleanup()
+        return self
 
-    header = (
-        "backend",
-        "runs/s (wait=true)",
-        "ok",
-        "POST p50 ms",
-        "POST p95 ms",
-        "node->SSE p50 ms",
-        "node->SSE p95 ms",
-        "node->SSE mean ms",
+
+# -- the service's API ----------------------------------------------------------------------
+
+
+def newest_run(http: httpx.Client) -> str | None:
+    items = http.get("/runs", params={"limit": 1}).json()["items"]
+    return items[0]["id"] if items else None
+
+
+def runs_since(http: httpx.Client, marker: str | None) -> Counter[str]:
+    """Statuses of the runs stored after run ``marker`` (newest first, paginated)."""
+    counts: Counter[str] = Counter()
+    params: dict[str, Any] = {"limit": 100}
+    while True:
+        page = http.get("/runs", params=params).json()
+        for item in page["items"]:
+            if item["id"] == marker:
+                return counts
+            counts[item["status"]] += 1
+        if not page["next_cursor"]:
+            return counts
+        params["cursor"] = page["next_cursor"]
+
+
+def drain(http: httpx.Client, timeout: float = DRAIN_TIMEOUT) -> float | None:
+    """Wait until no run is queued or running (seen twice, 0.2 s apart, so that POSTs still
+    inside the server when wrk stopped are stored); the monotonic time of the first sighting,
+    or None after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    empty_since: float | None = None
+    while time.monotonic() < deadline:
+        busy = any(
+            http.get("/runs", params={"status": s, "limit": 1}).json()["items"] for s in ACTIVE
+        )
+        now = time.monotonic()
+        if busy:
+            empty_since = None
+        elif empty_since is None:
+            empty_since = now
+        elif now - empty_since >= 0.2:
+            return empty_since
+        time.sleep(0.05 if empty_since is not None else 0.1)
+    return None
+
+
+def iter_sse(resp: httpx.Response) -> Iterator[tuple[str, dict[str, Any], float]]:
+    """``(event, data, time received)`` of each server-sent event of a streaming response."""
+    fields: dict[str, str] = {}
+    for line in resp.iter_lines():
+        now = time.time()
+        if line:
+            if not line.startswith(":"):
+                key, _, value = line.partition(":")
+                fields[key] = value[1:] if value.startswith(" ") else value
+            continue
+        if "event" in fields:
+            yield fields["event"], json.loads(fields.get("data") or "null"), now
+        fields = {}
+
+
+# -- wrk ------------------------------------------------------------------------------------
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    duration_s: float
+    codes: dict[str, int]
+    socket_errors: dict[str, int]
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+
+    def count(self, prefix: str) -> int:
+        return sum(n for key, n in self.codes.items() if key.startswith(prefix))
+
+    def others(self, ok_prefix: str) -> str:
+        """The responses that are not ``ok_prefix`` and the socket errors, or "none"."""
+        bad = {k: n for k, n in self.codes.items() if not k.startswith(ok_prefix)}
+        bad.update({k: n for k, n in self.socket_errors.items() if n})
+        return ", ".join(f"{k}: {n}" for k, n in sorted(bad.items())) or "none"
+
+
+def run_wrk(
+    url: str,
+    *,
+    seconds: int,
+    connections: int,
+    body: dict[str, Any],
+    rate: float | None = None,
+) -> WrkResult:
+    threads = min(2, connections)
+    env = dict(os.environ, GF_BODY=json.dumps(body), GF_THREADS=str(threads))
+    if rate is not None:
+        env["GF_RATE"] = f"{rate:g}"
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "120s",
+        "-s",
+        str(LUA),
+        url,
+    ]
+    proc = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=seconds + 180, check=False
     )
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("GFRESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    raw = json.loads(line.removeprefix("GFRESULT "))
+    return WrkResult(
+        requests=raw["requests"],
+        duration_s=raw["duration_us"] / 1e6,
+        codes=raw["codes"],
+        socket_errors={k: raw[k] for k in ("connect", "read", "write", "timeout")},
+        p50_ms=raw["p50_us"] / 1000,
+        p95_ms=raw["p95_us"] / 1000,
+        p99_ms=raw["p99_us"] / 1000,
+        max_ms=raw["max_us"] / 1000,
+    )
+
+
+# -- scenarios ------------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    server: ServerProcess
+    http: httpx.Client
+    args: argparse.Namespace
+    backend: str
+    label: str
+    database: str | None  # the Postgres database's name, whose backends' CPU is counted too
+
+    def row(self, scenario: str, result: str, detail: str = "", **figures: Any) -> Row:
+        return Row(self.backend, self.label, scenario, result, detail, figures=figures)
+
+    def cpu(self) -> CpuWindow:
+        return CpuWindow(self.server.pid, self.database).start()
+
+    def drained(self) -> float:
+        end = drain(self.http)
+        if end is None:
+            raise RuntimeError(f"runs still queued or running after {DRAIN_TIMEOUT:.0f} s")
+        return end
+
+    def check_graph(self) -> str:
+        graph = self.http.get(f"/graphs/{GRAPH}").json()
+        run = self.http.post(f"/graphs/{GRAPH}/runs?wait=true", json=GRAPH_BODY).json()
+        nodes = [n["node"] for n in run["nodes"]]
+        if run["status"] != "succeeded" or len(nodes) != GRAPH_NODES:
+            raise RuntimeError(f"{GRAPH} with one item: {run['status']}, nodes {nodes}")
+        return f"{GRAPH}: {len(graph['nodes'])} nodes in the graph; one item runs {nodes}"
+
+    def idle(self) -> Row:
+        latencies = []
+        cpu = self.cpu()
+        for _ in range(50):
+            t0 = time.perf_counter()
+            run = self.http.post(f"/graphs/{GRAPH}/runs?wait=true", json=GRAPH_BODY).json()
+            latencies.append((time.perf_counter() - t0) * 1000)
+            if run["status"] != "succeeded":
+                raise RuntimeError(f"idle run ended {run['status']}: {run.get('error')}")
+        cpu.stop()
+        p50, p95 = pct(latencies, 0.5), pct(latencies, 0.95)
+        row = self.row(
+            "idle wait=true (1 client)",
+            f"p50 {p50:.1f} ms, p95 {p95:.1f} ms",
+            "50 runs",
+            p50_ms=p50,
+            p95_ms=p95,
+        )
+        return row.charge(cpu, 50)
+
+    def wait(self) -> Row:
+        a = self.args
+        marker = newest_run(self.http)
+        cpu = self.cpu()
+        wrk = run_wrk(
+            f"{self.server.url}/graphs/{GRAPH}/runs?wait=true",
+            seconds=a.seconds,
+            connections=a.connections,
+            body=GRAPH_BODY,
+        )
+        self.drained()
+        cpu.stop()
+        stored = runs_since(self.http, marker)
+        ok = wrk.codes.get("200 succeeded", 0)
+        rps = ok / wrk.duration_s
+        row = self.row(
+            f"wait=true (wrk -c{a.connections})",
+            f"{rps:.1f} runs/s, p50 {wrk.p50_ms:.0f} ms, p99 {wrk.p99_ms:.0f} ms",
+            f"{ok} ok in {wrk.duration_s:.1f} s; not ok: {wrk.others('200 succeeded')}; "
+            f"stored {dict(stored)}",
+            runs_per_s=rps,
+            ok=ok,
+            p50_ms=wrk.p50_ms,
+            p99_ms=wrk.p99_ms,
+            codes=wrk.codes,
+            socket_errors=wrk.socket_errors,
+            stored=dict(stored),
+        )
+        return row.charge(cpu, sum(stored.values()))
+
+    def poll(self) -> Row:
+        a = self.args
+        marker = newest_run(self.http)
+        cpu = self.cpu()
+        t0 = time.monotonic()
+        wrk = run_wrk(
+            f"{self.server.url}/graphs/{GRAPH}/runs",
+            seconds=a.seconds,
+            connections=a.connections,
+            body=GRAPH_BODY,
+        )
+        t_wrk = time.monotonic()
+        end = self.drained()
+        cpu.stop()
+        stored = runs_since(self.http, marker)
+        runs = sum(stored.values())
+        rps = runs / (end - t0)
+        failed = stored.get("failed", 0)
+        row = self.row(
+            f"create-then-poll (wrk -c{a.connections})",
+            f"{rps:.1f} runs/s, {failed} failed, POST p50 {wrk.p50_ms:.0f} ms",
+            f"{wrk.count('202')} x 202 in {wrk.duration_s:.1f} s, {runs} stored, all done "
+            f"{end - t_wrk:.1f} s after wrk; POST p99 {wrk.p99_ms:.0f} ms; "
+            f"not 202: {wrk.others('202')}; stored {dict(stored)}",
+            runs_per_s=rps,
+            runs=runs,
+            failed=failed,
+            drain_s=end - t_wrk,
+            post_p50_ms=wrk.p50_ms,
+            post_p99_ms=wrk.p99_ms,
+            codes=wrk.codes,
+            socket_errors=wrk.socket_errors,
+            stored=dict(stored),
+        )
+        return row.charge(cpu, runs)
+
+    def rate(self) -> Row:
+        a = self.args
+        marker = newest_run(self.http)
+        cpu = self.cpu()
+        wrk = run_wrk(
+            f"{self.server.url}/graphs/{GRAPH}/runs",
+            seconds=a.seconds,
+            connections=a.connections,
+            body=GRAPH_BODY,
+            rate=a.rate,
+        )
+        t_wrk = time.monotonic()
+        end = self.drained()
+        cpu.stop()
+        stored = runs_since(self.http, marker)
+        achieved = wrk.requests / wrk.duration_s
+        row = self.row(
+            f"POST at {a.rate:g}/s offered (-c{a.connections})",
+            f"p50 {wrk.p50_ms:.1f} ms, p95 {wrk.p95_ms:.1f} ms, p99 {wrk.p99_ms:.1f} ms",
+            f"achieved {achieved:.1f} req/s ({wrk.count('202')} x 202); "
+            f"not 202: {wrk.others('202')}; backlog done {end - t_wrk:.1f} s after wrk; "
+            f"stored {dict(stored)}",
+            p50_ms=wrk.p50_ms,
+            p95_ms=wrk.p95_ms,
+            p99_ms=wrk.p99_ms,
+            achieved_per_s=achieved,
+            codes=wrk.codes,
+            socket_errors=wrk.socket_errors,
+            stored=dict(stored),
+        )
+        return row.charge(cpu, sum(stored.values()))
+
+    def map(self) -> Row:
+        n = self.args.map_width
+        expected = n + 2
+        cpu = self.cpu()
+        t0 = time.perf_counter()
+        resp = self.http.post(
+            f"/graphs/{WIDE_MAP}/runs?wait=true", json={"input": {"n": n}}, timeout=900
+        )
+        wall = time.perf_counter() - t0
+        cpu.stop()
+        run = resp.json()
+        if resp.status_code != 200 or run["status"] != "succeeded":
+            raise RuntimeError(f"wide map: HTTP {resp.status_code}, {run.get('status')}")
+        nodes = self.http.get(f"/runs/{run['id']}", timeout=120).json()["nodes"]
+        types: Counter[str] = Counter()
+        seen: dict[str, set[str]] = {"node_started": set(), "node_completed": set()}
+        with self.http.stream("GET", f"/runs/{run['id']}/events", timeout=300) as stream:
+            for event, data, _ in iter_sse(stream):
+                types[event] += 1
+                if event in seen:
+                    seen[event].add(data["node_run_id"])
+        ids = {node["id"] for node in nodes}
+        complete = ids == seen["node_started"] == seen["node_completed"]
+        events = sum(types.values())
+        ms_node = wall * 1000 / expected
+        row = self.row(
+            f"{n:,}-wide Send map, 1 run",
+            f"{ms_node:.2f} ms/node ({wall:.1f} s for {expected} node runs)",
+            f"stored nodes {len(nodes)}/{expected}; events {events} ({dict(types)}); every node "
+            f"started+completed: {'yes' if complete else 'NO'}; "
+            f"server CPU {cpu.cpu_s * 1e6 / expected:.0f} us/node",
+            ms_per_node=ms_node,
+            wall_s=wall,
+            nodes=len(nodes),
+            events=events,
+            event_types=dict(types),
+            complete=complete,
+        )
+        return row.charge(cpu, 1)
+
+    def sse(self) -> Row:
+        count = self.args.sse_runs
+        latencies: list[float] = []
+        cpu = self.cpu()
+        for _ in range(count):
+            run = self.http.post(f"/graphs/{SSE_CHAIN}/runs", json={"input": {"delay": 0.05}})
+            with self.http.stream("GET", f"/runs/{run.json()['id']}/events") as stream:
+                for event, data, received in iter_sse(stream):
+                    if event == "node_completed":
+                        done = datetime.fromisoformat(data["finished_at"]).timestamp()
+                        latencies.append((received - done) * 1000)
+        cpu.stop()
+        p50, p95 = pct(latencies, 0.5), pct(latencies, 0.95)
+        row = self.row(
+            "SSE delivery (node done -> client)",
+            f"p50 {p50:.2f} ms, p95 {p95:.2f} ms",
+            f"{len(latencies)} node_completed events over {count} runs of {SSE_CHAIN}",
+            p50_ms=p50,
+            p95_ms=p95,
+            samples=len(latencies),
+        )
+        return row.charge(cpu, count)
+
+
+# -- running it -----------------------------------------------------------------------------
+
+
+def git_label(repo: Path) -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    code = ("service", "graphflow_core", "workflows", "graphflow.py")
+    dirty = git("status", "--porcelain", "--", *code)
+    return (git("rev-parse", "--short", "HEAD") or "?") + ("+dirty" if dirty else "")
+
+
+def server_imports(repo: Path) -> str:
+    """Where a process started like the server imports its code from (checks ``--repo``)."""
+    code = (
+        "import service, graphflow_core, bench.workflows as b; "
+        "print(service.__path__[0], graphflow_core.__path__[0], b.__file__)"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(dict.fromkeys((str(repo), str(ROOT)))))
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    return f"service from {out[0]}, graphflow_core from {out[1]}, bench.workflows from {out[2]}"
+
+
+def print_table(rows: list[Row]) -> None:
+    header = ("scenario", "result", "CPU ms/run", "server CPU util", "DB CPU ms/run")
+    cells = [
+        (
+            r.scenario,
+            r.result,
+            "-" if r.cpu_ms_per_run is None else f"{r.cpu_ms_per_run:.1f}",
+            r.cpu_util,
+            "-" if r.db_cpu_ms_per_run is None else f"{r.db_cpu_ms_per_run:.1f}",
+        )
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
+    print("  " + "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    for row, cell in zip(rows, cells, strict=True):
+        print("  " + "  ".join(c.ljust(w) for c, w in zip(cell, widths, strict=True)))
+        if row.detail:
+            print(f"      {row.detail}")
+
+
+def bench_backend(
+    backend: str, database_url: str, workdir: Path, args: argparse.Namespace, label: str
+) -> list[Row]:
+    log_path = workdir / f"{backend}.log"
+    rows: list[Row] = []
+    with (
+        serve(database_url, log_path, server_env(), root=args.repo) as server,
+        httpx.Client(base_url=server.url, timeout=120) as http,
+    ):
+        pg_name = None if database_url.startswith("sqlite") else database_url.rpartition("/")[2]
+        bench = Bench(server, http, args, backend, label, pg_name)
+        print(f"\n== {backend} @ {label}: server pid {server.pid}, {server.url}, log {log_path}")
+        print(f"   {bench.check_graph()}")
+        for scenario in args.only:
+            try:
+                row = getattr(bench, scenario)()
+            except Exception:
+                tail = "\n".join(server.log().splitlines()[-40:])
+                print(f"!! {backend}: scenario {scenario!r} failed; server log tail:\n{tail}")
+                raise
+            rows.append(row)
+            print(f"   {row.scenario}: {row.result}", flush=True)
+        locked = server.count_in_log(LOCKED)
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"\n{backend} @ {label}  ('{LOCKED}' in the server log: {locked}; load avg {load})")
+    print_table(rows)
+    return rows
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10, help="wrk duration per scenario")
+    parser.add_argument("--rate", type=float, default=200.0, help="offered runs/s for 'rate'")
+    parser.add_argument("--connections", type=int, default=50, help="wrk connections")
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument(
+        "--only", default=",".join(SCENARIOS), help=f"comma separated, of {','.join(SCENARIOS)}"
+    )
+    parser.add_argument("--repo", type=Path, default=ROOT, help="checkout to run the server from")
+    parser.add_argument("--map-width", type=int, default=2000, help="Send fan-out of 'map'")
+    parser.add_argument("--sse-runs", type=int, default=20, help="runs streamed by 'sse'")
+    parser.add_argument("--json", type=Path, help="also write every figure here")
+    args = parser.parse_args(argv)
+    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(args.only) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"unknown scenarios {unknown}; choose from {', '.join(SCENARIOS)}")
+    args.repo = args.repo.resolve()
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None and {"wait", "poll", "rate"} & set(args.only):
+        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    label = git_label(args.repo)
     print(
-        f"graph={GRAPH} (3 nodes), runs={runs}, clients={args.clients}, posts={posts}, "
-        f"streamed runs={streams}"
+        f"GraphFlow service bench @ {label} ({args.repo}); {os.cpu_count()} CPUs; "
+        f"--seconds {args.seconds} --connections {args.connections} --rate {args.rate:g}; "
+        f"load avg {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    print(f"server imports: {server_imports(args.repo)}")
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="gf-service-bench-") as tmp:
+        workdir = Path(tmp)
+        backends: list[tuple[str, contextlib.AbstractContextManager[str]]] = [
+            ("sqlite", contextlib.nullcontext(f"sqlite:///{workdir / 'bench.db'}"))
+        ]
+        if not args.no_postgres:
+            backends.append(("postgres", fresh_postgres_database()))
+        for backend, database in backends:
+            with database as database_url:
+                rows += bench_backend(backend, database_url, workdir, args, label)
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2, default=str))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
