@@ -38,7 +38,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         workflows = await run_in_threadpool(discover, settings.workflow_packages)
         notifier = Notifier()
         notifier.bind(asyncio.get_running_loop())
-        runner = RunManager(store, workflows, settings, notifier.notify)
+        runner = RunManager(store, workflows, settings, notifier.notify, notifier.notify_many)
         app.state.store = store
         app.state.catalog = Catalog(workflows)
         app.state.notifier = notifier

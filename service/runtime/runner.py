@@ -1,8 +1,9 @@
 """Executes runs on the engine in worker threads and persists every event before announcing it.
 
-Each node event from ``graph.invoke(on_event=...)`` is written to the store (node-run row and
-stream event in one transaction) and only then are streams woken, so a client never sees an event
-that is not stored. A ``LeaseKeeper`` renews the leases of our active runs, relays cancel
+Each node event from ``graph.invoke(on_event=...)`` goes to the process's ``JournalWriter``,
+which stores the events of all runs in batches and only then wakes streams, so a client never
+sees an event that is not stored, and the engine never waits for the database between nodes. A
+``LeaseKeeper`` renews the leases of our active runs, relays cancel
 requests made through another process, stops runs another process has taken over, and resumes
 runs whose owner died (expired lease) with the journal of their completed node runs.
 """
@@ -14,14 +15,12 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from graphflow_core import NodeEvent, NodeRecord, NodeRunLimitError, RunCancelledError
-from service.errors import LeaseLostError
+from service.runtime.journal import JournalWriter, RunJournal
 from service.runtime.leases import LeaseKeeper
 from service.runtime.node_events import check_json, node_event_write
 from service.runtime.registry import RegisteredWorkflow
@@ -45,6 +44,8 @@ class _Execution:
     # Another process resumes it (our lease was lost, or released at shutdown): we neither
     # write its events nor finish it.
     disowned: bool = False
+    # Its events could not be stored: it ends ``failed`` with this error.
+    storage_error: BaseException | None = None
 
 
 class RunManager:
@@ -56,11 +57,13 @@ class RunManager:
         workflows: Mapping[str, RegisteredWorkflow],
         settings: Settings,
         notify: Callable[[str], None],
+        notify_many: Callable[[Iterable[str]], None] | None = None,
     ) -> None:
         self.store = store
         self.workflows = workflows
         self.settings = settings
         self.notify = notify
+        self.journal = JournalWriter(store, notify_many or _one_by_one(notify))
         self.owner_id = settings.owner_id
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._executions: dict[str, _Execution] = {}
@@ -89,6 +92,7 @@ class RunManager:
 
     def start(self) -> None:
         """Start the workers and the lease heartbeat; resume runs orphaned by dead processes."""
+        self.journal.start()
         for i in range(self.settings.max_concurrent_runs):
             t = threading.Thread(target=self._work, name=f"graphflow-run-{i}", daemon=True)
             t.start()
@@ -119,6 +123,7 @@ class RunManager:
                 busy[0].join(min(0.05, max(0.0, deadline - time.monotonic())))
                 busy = [t for t in busy if t.is_alive()]
             self._disown_all()
+            self.journal.stop()  # what finished in the grace period is stored before we go
             self._leases.stop()
             try:
                 self.store.release_leases(self.owner_id)
@@ -207,6 +212,7 @@ class RunManager:
 
     def execute(self, run_id: str) -> None:
         """Run ``run_id`` to its end (or until we stop or lose it) in the calling thread."""
+        self.journal.start()
         ex = _Execution()
         with self._lock:
             if run_id in self._executions:
@@ -259,17 +265,22 @@ class RunManager:
         run_id = run.id
         journal = [NodeRecord.from_dict(d) for d in self.store.journal(run_id)]
 
+        def lost() -> None:
+            log.warning("run %s was taken over by another process; stopping it", run_id)
+            ex.disowned = True
+            ex.cancel.set()
+
+        def failed(exc: BaseException) -> None:
+            ex.storage_error = exc
+            ex.cancel.set()
+
+        head = RunJournal(
+            run_id, self.owner_id, run.started_at, run.last_seq + 1, on_lost=lost, on_failed=failed
+        )
+
         def on_event(ev: NodeEvent) -> None:
-            if ex.disowned:
-                return  # the run is another process's now: its events are not ours to write
-            try:
-                self.store.record_node_event(run_id, node_event_write(ev), self.owner_id)
-            except LeaseLostError:
-                log.warning("run %s was taken over by another process; stopping it", run_id)
-                ex.disowned = True
-                ex.cancel.set()
-                raise
-            self.notify(run_id)
+            if not ex.disowned:  # else the run is another process's: its events are not ours
+                self.journal.append(head, node_event_write(ev))
 
         try:
             output = wf.graph.invoke(
@@ -283,39 +294,61 @@ class RunManager:
         except RunCancelledError:
             if ex.disowned:
                 return
-            if ex.timed_out:
+            if ex.storage_error is not None:
+                self._fail_unstored(head, ex.storage_error)
+            elif ex.timed_out:
                 assert self.settings.max_run_seconds is not None
                 error = RunError.run_timeout(self.settings.max_run_seconds)
-                self._finish(run_id, RunStatus.FAILED, error=error)
+                self._end(head, RunStatus.FAILED, error=error)
             elif ex.by_user or not self._stopping.is_set():
-                self._finish(run_id, RunStatus.CANCELLED)
+                self._end(head, RunStatus.CANCELLED)
             # else: interrupted by shutdown; the next process resumes it
         except Exception as exc:
             if not ex.disowned:
-                if storage_failure(exc) is not None:
-                    log.error("run %s: storing its progress failed", run_id, exc_info=exc)
+                if ex.storage_error is not None:
+                    self._fail_unstored(head, ex.storage_error)
+                    return
                 error = RunError.from_exception(exc)
                 if isinstance(exc, NodeRunLimitError):
                     cap = f" (the service's cap: GRAPHFLOW_MAX_NODE_RUNS={exc.limit})"
                     error = dataclasses.replace(error, message=error.message + cap)
-                self._finish(run_id, RunStatus.FAILED, error=error)
+                self._end(head, RunStatus.FAILED, error=error)
         else:
             if ex.disowned:
                 return
             try:
                 check_json(output, "run output")
             except TypeError as exc:
-                self._finish(run_id, RunStatus.FAILED, error=RunError.from_exception(exc))
+                self._end(head, RunStatus.FAILED, error=RunError.from_exception(exc))
             else:
-                self._finish_succeeded(run_id, output)
+                self._end(head, RunStatus.SUCCEEDED, output=output)
 
-    def _finish_succeeded(self, run_id: str, output: dict[str, Any]) -> None:
-        """Store the output; an output the database refuses fails the run instead (logged)."""
+    def _end(
+        self,
+        head: RunJournal,
+        status: RunStatus,
+        *,
+        output: dict[str, Any] | None = None,
+        error: RunError | None = None,
+    ) -> None:
+        """End the run through the journal, after its events; wait until it is stored.
+
+        An end the database refuses (say, an output it cannot hold) fails the run instead.
+        """
+        if head.failed is not None:
+            self._fail_unstored(head, head.failed)
+            return
         try:
-            self._finish(run_id, RunStatus.SUCCEEDED, output=output)
-        except SQLAlchemyError as exc:
-            log.error("run %s: storing its output failed", run_id, exc_info=exc)
-            self._finish(run_id, RunStatus.FAILED, error=RunError.from_exception(exc))
+            self.journal.end(head, status, output=output, error=error).result()
+        except Exception as exc:
+            self._fail_unstored(head, exc)
+
+    def _fail_unstored(self, head: RunJournal, exc: BaseException) -> None:
+        """Fail a run whose events or end could not be stored (the log keeps the detail)."""
+        if storage_failure(exc) is not None:
+            log.error("run %s: storing its progress failed", head.run_id, exc_info=exc)
+        error = RunError.from_exception(exc, node=head.failed_node)
+        self._finish(head.run_id, RunStatus.FAILED, error=error)
 
     def _finish(
         self,
@@ -327,3 +360,11 @@ class RunManager:
     ) -> None:
         self.store.finish_run(run_id, status, output=output, error=error, owner_id=self.owner_id)
         self.notify(run_id)
+
+
+def _one_by_one(notify: Callable[[str], None]) -> Callable[[Iterable[str]], None]:
+    def notify_many(run_ids: Iterable[str]) -> None:
+        for run_id in run_ids:
+            notify(run_id)
+
+    return notify_many

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 import anyio.to_thread
@@ -58,9 +58,13 @@ class Notifier:
 
     def notify(self, run_id: str) -> None:
         """Thread-safe: wake everyone waiting on ``run_id``."""
+        self.notify_many((run_id,))
+
+    def notify_many(self, run_ids: Iterable[str]) -> None:
+        """Thread-safe: wake everyone waiting on any of ``run_ids``, with one loop wake-up."""
         loop = self._loop
         with self._lock:
-            events = list(self._waiters.get(run_id, ()))
+            events = [event for run_id in run_ids for event in self._waiters.get(run_id, ())]
         if loop is None or not events or loop.is_closed():
             return
         with contextlib.suppress(RuntimeError):  # loop closed during shutdown

@@ -9,7 +9,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from service.storage.records import LeaseRenewal, NodeEventWrite, RunError, RunStatus
+from service.storage.records import (
+    JournalBatch,
+    LeaseRenewal,
+    NodeEventWrite,
+    RunError,
+    RunStatus,
+)
 from service.storage.tables import NodeRun, Run, RunEvent
 
 __all__ = ["RunStore"]
@@ -46,6 +52,7 @@ class RunStore(Protocol):
     def record_node_event(
         self, run_id: str, write: NodeEventWrite, owner_id: str | None = None
     ) -> int: ...
+    def write_journal(self, batch: JournalBatch) -> set[str]: ...
     def finish_run(
         self,
         run_id: str,

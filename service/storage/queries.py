@@ -16,9 +16,11 @@ from service.storage.records import ACTIVE, NodeRunStatus, RunStatus
 from service.storage.tables import NodeRun, Run, RunEvent
 
 __all__ = [
+    "ADVANCE_SEQ_AS_OWNER",
     "BUMP_SEQ",
     "BUMP_SEQ_AS_OWNER",
     "COUNT_ACTIVE_RUNS",
+    "END_RUN_AS_OWNER",
     "INSERT_EVENT",
     "INSERT_RUN",
     "events_after",
@@ -46,6 +48,32 @@ BUMP_SEQ = (
 
 BUMP_SEQ_AS_OWNER = BUMP_SEQ.where(_runs.c.owner_id == bindparam("expected_owner"))
 """The same, fenced: only the run's current owner may append (no row: ``LeaseLostError``)."""
+
+_AS_OWNER = (
+    _runs.c.id == bindparam("run_id"),
+    _runs.c.owner_id == bindparam("expected_owner"),
+    _runs.c.status.in_(ACTIVE),
+)
+
+ADVANCE_SEQ_AS_OWNER = (
+    update(_runs).where(*_AS_OWNER).values(last_seq=bindparam("last_seq")).returning(_runs.c.id)
+)
+"""A journal batch's fence: the owner of an active run moves its ``last_seq`` (no row: lost)."""
+
+END_RUN_AS_OWNER = (
+    update(_runs)
+    .where(*_AS_OWNER)
+    .values(
+        last_seq=bindparam("last_seq"),
+        status=bindparam("status"),
+        output=bindparam("output"),
+        error=bindparam("error"),
+        finished_at=bindparam("finished_at"),
+        lease_expires_at=None,
+    )
+    .returning(_runs.c.id)
+)
+"""The same fence, ending the run in the batch of its last events."""
 
 INSERT_EVENT = insert(cast(Table, RunEvent.__table__))
 INSERT_RUN = insert(_runs)

@@ -154,3 +154,27 @@ class LeaseRenewal:
 
     owned: frozenset[str]  # active runs whose lease we hold (just extended)
     cancel_requested: frozenset[str]  # those of them a client asked to cancel
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """How a run ends: its terminal status with its output or error."""
+
+    status: RunStatus
+    output: dict[str, Any] | None
+    error: RunError | None
+    started_at: datetime | None
+
+
+@dataclass(frozen=True)
+class JournalBatch:
+    """Run events to store in one transaction (see ``service.runtime.journal``).
+
+    ``heads`` maps each run in the batch to (its owner, its last seq in the batch): the fence
+    and the run's new ``last_seq``. ``events`` are node events with their in-memory seqs, in
+    order; ``ends`` the runs that end in this batch, with the seq of their terminal event.
+    """
+
+    heads: Mapping[str, tuple[str, int]]
+    events: Sequence[tuple[str, int, NodeEventWrite]]
+    ends: Mapping[str, tuple[int, RunEnd]]

@@ -16,12 +16,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Engine, text, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from service.errors import LeaseLostError
 from service.storage import queries as q
 from service.storage.engine import is_sqlite, make_engine
 from service.storage.records import (
     ACTIVE,
+    JournalBatch,
     LeaseRenewal,
     NodeEventWrite,
     NodeRunStatus,
@@ -110,10 +112,7 @@ class SqlRunStore:
             ).scalar_one_or_none()
             if seq is None:
                 raise LeaseLostError(run_id)
-        conn.execute(
-            q.INSERT_EVENT,
-            {"run_id": run_id, "seq": seq, "type": type_, "data": data, "created_at": utcnow()},
-        )
+        conn.execute(q.INSERT_EVENT, _event_row(run_id, seq, type_, data, utcnow()))
         return int(seq)
 
     # -- runs -----------------------------------------------------------------------------
@@ -198,7 +197,7 @@ class SqlRunStore:
                 run.owner_id = owner_id
                 run.lease_expires_at = lease
                 session.flush()
-                self._add_event(
+                seq = self._add_event(
                     session,
                     run_id,
                     "run_started",
@@ -207,6 +206,8 @@ class SqlRunStore:
                         "started_at": now.isoformat(),
                     },
                 )
+                # The owner numbers the run's next events from here (the journal writer).
+                set_committed_value(run, "last_seq", seq)
                 return run
             if run.status == RunStatus.RUNNING and run.owner_id == owner_id:
                 run.lease_expires_at = lease
@@ -223,26 +224,51 @@ class SqlRunStore:
         """
         with self._write_conn() as conn:
             seq = self._add_event(conn, run_id, write.type, write.data, owner_id)
-            conn.execute(
-                self._upsert_node,
-                {
-                    "run_id": run_id,
-                    "activation_id": write.activation_id,
-                    "seq": seq,
-                    "node": write.node,
-                    "status": write.status,
-                    "attempt": write.attempt,
-                    "parents": list(write.parents),
-                    "started_at": write.started_at,
-                    "finished_at": write.finished_at,
-                    "duration_ms": write.duration_ms,
-                    "update": write.update,
-                    "goto": write.goto,
-                    "error": None if write.error is None else write.error.to_dict(),
-                    "completed_seq": seq if write.status == NodeRunStatus.SUCCEEDED else None,
-                },
-            )
+            conn.execute(self._upsert_node, _node_row(run_id, seq, write))
             return seq
+
+    def write_journal(self, batch: JournalBatch) -> set[str]:
+        """Store a batch of run events in one transaction; return the runs found lost.
+
+        Each run is fenced once (its owner moves its ``last_seq``, or ends it): a run another
+        process owns now has none of its operations stored, and is returned.
+        """
+        now = utcnow()
+        lost: set[str] = set()
+        events: list[dict[str, Any]] = []
+        with self._write_conn() as conn:
+            for run_id, (owner_id, last_seq) in batch.heads.items():
+                fence = {"run_id": run_id, "expected_owner": owner_id, "last_seq": last_seq}
+                ending = batch.ends.get(run_id)
+                if ending is None:
+                    row = conn.execute(q.ADVANCE_SEQ_AS_OWNER, fence).first()
+                else:
+                    seq, end = ending
+                    error = None if end.error is None else end.error.to_dict()
+                    values = {"status": end.status, "output": end.output, "error": error}
+                    row = conn.execute(
+                        q.END_RUN_AS_OWNER, {**fence, **values, "finished_at": now}
+                    ).first()
+                    if row is not None:
+                        data = _terminal_data(end.status, now, end.started_at, end.output, error)
+                        events.append(_event_row(run_id, seq, f"run_{end.status}", data, now))
+                if row is None:
+                    lost.add(run_id)
+            node_rows = [
+                _node_row(run_id, seq, write)
+                for run_id, seq, write in batch.events
+                if run_id not in lost
+            ]
+            events.extend(
+                _event_row(run_id, seq, write.type, write.data, now)
+                for run_id, seq, write in batch.events
+                if run_id not in lost
+            )
+            if events:
+                conn.execute(q.INSERT_EVENT, events)
+            if node_rows:
+                conn.execute(self._upsert_node, node_rows)
+        return lost
 
     def finish_run(
         self,
@@ -302,13 +328,7 @@ class SqlRunStore:
         ).first()
         if started_at is None:
             return None
-        data: dict[str, Any] = {"status": status.value, "finished_at": now.isoformat()}
-        if started_at[0] is not None:
-            data["duration_ms"] = (now - started_at[0]).total_seconds() * 1000
-        if status == RunStatus.SUCCEEDED:
-            data["output"] = output
-        elif error_json is not None:
-            data["error"] = error_json
+        data = _terminal_data(status, now, started_at[0], output, error_json)
         return self._add_event(conn, run_id, f"run_{status}", data)
 
     def request_cancel(self, run_id: str) -> None:
@@ -445,3 +465,47 @@ class SqlRunStore:
         """The number of queued or running runs, across every process sharing the database."""
         with self._read() as session:
             return int(session.scalar(q.COUNT_ACTIVE_RUNS) or 0)
+
+
+def _event_row(
+    run_id: str, seq: int, type_: str, data: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    return {"run_id": run_id, "seq": seq, "type": type_, "data": data, "created_at": now}
+
+
+def _node_row(run_id: str, seq: int, write: NodeEventWrite) -> dict[str, Any]:
+    """The ``node_runs`` row of a node event stored at ``seq``."""
+    return {
+        "run_id": run_id,
+        "activation_id": write.activation_id,
+        "seq": seq,
+        "node": write.node,
+        "status": write.status,
+        "attempt": write.attempt,
+        "parents": list(write.parents),
+        "started_at": write.started_at,
+        "finished_at": write.finished_at,
+        "duration_ms": write.duration_ms,
+        "update": write.update,
+        "goto": write.goto,
+        "error": None if write.error is None else write.error.to_dict(),
+        "completed_seq": seq if write.status == NodeRunStatus.SUCCEEDED else None,
+    }
+
+
+def _terminal_data(
+    status: RunStatus,
+    now: datetime,
+    started_at: datetime | None,
+    output: dict[str, Any] | None,
+    error: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The data of a run's terminal event (``run_succeeded``, ``run_failed``, ...)."""
+    data: dict[str, Any] = {"status": status.value, "finished_at": now.isoformat()}
+    if started_at is not None:
+        data["duration_ms"] = (now - started_at).total_seconds() * 1000
+    if status == RunStatus.SUCCEEDED:
+        data["output"] = output
+    elif error is not None:
+        data["error"] = error
+    return data

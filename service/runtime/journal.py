@@ -1,0 +1,252 @@
+"""One journal writer per process: the events of every run, committed in batches.
+
+Runs hand their node events (and their end) to ``JournalWriter`` and go on at engine speed. One
+thread drains the queue: everything waiting (up to ``max_batch`` operations) is written in one
+transaction (group commit), and only after the commit are streams woken, once per batch. So:
+
+1. An event is stored before it is announced: wake-ups follow the commit.
+2. Order holds: the queue is FIFO and batches commit in order, so a node's completion is never
+   stored after its children's, and the journal of completed node runs is always a causally
+   closed prefix of the run (which is what resume replays).
+3. Fencing is checked once per run per batch: the batch's ``UPDATE runs ... WHERE owner_id =
+   :me`` finds no row when another process took the run over; that run's operations are then
+   dropped and its ``on_lost`` callback stops it.
+4. Sequence numbers are assigned in memory by the run's owner (``RunJournal.next_seq``), from
+   the ``last_seq`` the claim returned: no per-event read-modify-write of the run row.
+
+A batch the database refuses is retried one run at a time, so that one run's unstorable data
+fails that run alone (``on_failed``) and never its neighbours in the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from service.storage.records import JournalBatch, NodeEventWrite, RunEnd, RunError, RunStatus
+
+__all__ = ["JournalStore", "JournalWriter", "RunJournal"]
+
+log = logging.getLogger("graphflow.service.journal")
+
+
+class JournalStore(Protocol):
+    """What the writer needs from storage: one batch in one transaction."""
+
+    def write_journal(self, batch: JournalBatch) -> set[str]:
+        """Store the batch; return the runs whose fencing failed (nothing of theirs stored)."""
+        ...
+
+
+@dataclass(eq=False)
+class RunJournal:
+    """The in-memory head of one run's journal, owned by the process executing the run."""
+
+    run_id: str
+    owner_id: str
+    started_at: datetime | None
+    next_seq: int
+    on_lost: Callable[[], None] = lambda: None
+    on_failed: Callable[[BaseException], None] = lambda exc: None
+    lost: bool = False
+    failed: BaseException | None = None
+    failed_node: str | None = None  # the node whose event the database refused
+    ended: Future[bool] = field(default_factory=Future)
+
+    def take_seq(self) -> int:
+        seq = self.next_seq
+        self.next_seq += 1
+        return seq
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    journal: RunJournal
+    seq: int
+    write: NodeEventWrite
+
+
+@dataclass(frozen=True, slots=True)
+class _End:
+    journal: RunJournal
+    seq: int
+    end: RunEnd
+
+
+_Op = _Event | _End | None
+
+
+class JournalWriter:
+    """Writes run events in batches from one thread; wakes streams after each commit."""
+
+    def __init__(
+        self,
+        store: JournalStore,
+        on_commit: Callable[[Iterable[str]], None],
+        *,
+        max_batch: int = 1024,
+    ) -> None:
+        self._store = store
+        self._on_commit = on_commit
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._idle = threading.Condition()
+        self._pending = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the writer thread (once; later calls do nothing)."""
+        with self._idle:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(
+                target=self._loop, name="graphflow-journal", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Write everything queued so far, then stop the thread."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._thread = None
+        self._queue.put(None)
+        if thread is not threading.current_thread():  # a stop from a commit callback
+            thread.join(timeout)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued so far is written; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    # -- producers (any thread) -----------------------------------------------------------
+    def append(self, journal: RunJournal, write: NodeEventWrite) -> int:
+        """Queue a node event of ``journal``'s run; return its seq. Never blocks on the DB."""
+        seq = journal.take_seq()
+        self._put(_Event(journal, seq, write))
+        return seq
+
+    def end(
+        self,
+        journal: RunJournal,
+        status: RunStatus,
+        *,
+        output: dict[str, Any] | None = None,
+        error: RunError | None = None,
+    ) -> Future[bool]:
+        """Queue the run's end (status, output, terminal event) after its events.
+
+        The future resolves to True once stored, False when the run was lost to another
+        process, or to the storage error when the end itself could not be stored.
+        """
+        end = RunEnd(status=status, output=output, error=error, started_at=journal.started_at)
+        self._put(_End(journal, journal.take_seq(), end))
+        return journal.ended
+
+    def _put(self, op: _Op) -> None:
+        with self._idle:
+            self._pending += 1
+        self._queue.put(op)
+
+    # -- the writer thread ----------------------------------------------------------------
+    def _loop(self) -> None:
+        stop = False
+        while not stop:
+            ops: list[_Event | _End] = []
+            op = self._queue.get()
+            while True:
+                if op is None:
+                    stop = True
+                else:
+                    ops.append(op)
+                if stop or len(ops) >= self._max_batch:
+                    break
+                try:
+                    op = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if ops:
+                self._write(ops)
+                with self._idle:
+                    self._pending -= len(ops)
+                    self._idle.notify_all()
+
+    def _write(self, ops: list[_Event | _End]) -> None:
+        ops = [op for op in ops if not op.journal.lost and op.journal.failed is None]
+        if not ops:
+            return
+        try:
+            lost = self._store.write_journal(_batch(ops))
+        except Exception as exc:
+            by_run: dict[int, list[_Event | _End]] = {}
+            for op in ops:
+                by_run.setdefault(id(op.journal), []).append(op)
+            if len(by_run) > 1:
+                log.warning("a journal batch of %d runs failed; retrying run by run", len(by_run))
+                for run_ops in by_run.values():
+                    self._write(run_ops)
+            elif len(ops) > 1:
+                self._write_one_by_one(ops)
+            else:
+                self._fail(ops[0], exc)
+            return
+        self._settle(ops, lost)
+
+    def _write_one_by_one(self, ops: list[_Event | _End]) -> None:
+        """Store one run's operations singly: those before the one refused are kept."""
+        for op in ops:
+            try:
+                lost = self._store.write_journal(_batch([op]))
+            except Exception as exc:
+                self._fail(op, exc)
+                return
+            self._settle([op], lost)
+            if op.journal.lost:
+                return
+
+    def _settle(self, ops: list[_Event | _End], lost: set[str]) -> None:
+        """After a commit: wake streams, stop the runs found lost, resolve ends."""
+        try:
+            self._on_commit({op.journal.run_id for op in ops} - lost)
+        except Exception:
+            log.exception("waking the streams after a journal commit failed")
+        for op in ops:
+            journal = op.journal
+            if journal.run_id in lost and not journal.lost:
+                journal.lost = True
+                journal.on_lost()
+                if not journal.ended.done():
+                    journal.ended.set_result(False)
+            elif isinstance(op, _End) and not journal.ended.done():
+                journal.ended.set_result(True)
+
+    @staticmethod
+    def _fail(op: _Event | _End, exc: BaseException) -> None:
+        """The database refused ``op``: nothing more of its run is written."""
+        journal = op.journal
+        journal.failed = exc
+        journal.failed_node = op.write.node if isinstance(op, _Event) else None
+        journal.on_failed(exc)
+        if not journal.ended.done():
+            journal.ended.set_exception(exc)
+
+
+def _batch(ops: list[_Event | _End]) -> JournalBatch:
+    events: list[tuple[str, int, NodeEventWrite]] = []
+    ends: dict[str, tuple[int, RunEnd]] = {}
+    heads: dict[str, tuple[str, int]] = {}
+    for op in ops:
+        run_id = op.journal.run_id
+        heads[run_id] = (op.journal.owner_id, op.seq)
+        if isinstance(op, _Event):
+            events.append((run_id, op.seq, op.write))
+        else:
+            ends[run_id] = (op.seq, op.end)
+    return JournalBatch(heads=heads, events=events, ends=ends)
