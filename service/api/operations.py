@@ -124,9 +124,10 @@ def create_run(
             f"Idempotency-Key {idempotency_key!r} was already used for run {run.id} "
             "with a different graph or input"
         )
-    if created:
-        runner.submit(run.id)
-    return Created(run=get_run(store, run.id), created=created)
+    if not created:
+        return Created(run=get_run(store, run.id), created=False)
+    runner.submit(run.id)
+    return Created(run=run_public(run, []), created=True)  # as stored: nothing to read back
 
 
 def encode_cursor(run: Run) -> str:

@@ -88,7 +88,7 @@ class JournalWriter:
     def __init__(
         self,
         store: JournalStore,
-        on_commit: Callable[[Iterable[str]], None],
+        on_commit: Callable[[Iterable[str], Iterable[str]], None],
         *,
         max_batch: int = 1024,
     ) -> None:
@@ -213,8 +213,10 @@ class JournalWriter:
 
     def _settle(self, ops: list[_Event | _End], lost: set[str]) -> None:
         """After a commit: wake streams, stop the runs found lost, resolve ends."""
+        changed = {op.journal.run_id for op in ops} - lost
+        ended = {op.journal.run_id for op in ops if isinstance(op, _End)} - lost
         try:
-            self._on_commit({op.journal.run_id for op in ops} - lost)
+            self._on_commit(changed, ended)
         except Exception:
             log.exception("waking the streams after a journal commit failed")
         for op in ops:

@@ -57,7 +57,7 @@ class RunManager:
         workflows: Mapping[str, RegisteredWorkflow],
         settings: Settings,
         notify: Callable[[str], None],
-        notify_many: Callable[[Iterable[str]], None] | None = None,
+        notify_many: Callable[[Iterable[str], Iterable[str]], None] | None = None,
     ) -> None:
         self.store = store
         self.workflows = workflows
@@ -263,7 +263,9 @@ class RunManager:
 
     def _invoke(self, run: Run, wf: RegisteredWorkflow, ex: _Execution) -> None:
         run_id = run.id
-        journal = [NodeRecord.from_dict(d) for d in self.store.journal(run_id)]
+        # A run whose only event is the run_started of this claim has no node runs to replay.
+        records = self.store.journal(run_id) if run.last_seq > 1 else []
+        journal = [NodeRecord.from_dict(d) for d in records]
 
         def lost() -> None:
             log.warning("run %s was taken over by another process; stopping it", run_id)
@@ -362,9 +364,9 @@ class RunManager:
         self.notify(run_id)
 
 
-def _one_by_one(notify: Callable[[str], None]) -> Callable[[Iterable[str]], None]:
-    def notify_many(run_ids: Iterable[str]) -> None:
-        for run_id in run_ids:
+def _one_by_one(notify: Callable[[str], None]) -> Callable[[Iterable[str], Iterable[str]], None]:
+    def notify_many(changed: Iterable[str], ended: Iterable[str]) -> None:
+        for run_id in changed:
             notify(run_id)
 
     return notify_many

@@ -24,47 +24,58 @@ TERMINAL_EVENTS = frozenset({"run_succeeded", "run_failed", "run_cancelled"})
 
 
 class Notifier:
-    """Wakes asyncio waiters of a run from any thread. Waiters hold no resources once gone."""
+    """Wakes asyncio waiters of a run from any thread. Waiters hold no resources once gone.
+
+    A waiter subscribes to every change of a run (a stream) or only to its end (a client
+    waiting for the result): the journal writer says which runs of a batch ended, so waiting
+    for the result costs no read per event.
+    """
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._end_waiters: dict[str, set[asyncio.Event]] = {}
         self._lock = threading.Lock()
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
     @contextlib.contextmanager
-    def subscribe(self, run_id: str) -> Iterator[asyncio.Event]:
-        """An event set whenever ``run_id`` changes; removed on exit (including cancellation)."""
+    def subscribe(self, run_id: str, *, end_only: bool = False) -> Iterator[asyncio.Event]:
+        """An event set whenever ``run_id`` changes (or, with ``end_only``, when it may have
+        ended); removed on exit (including cancellation)."""
+        table = self._end_waiters if end_only else self._waiters
         event = asyncio.Event()
         with self._lock:
-            self._waiters.setdefault(run_id, set()).add(event)
+            table.setdefault(run_id, set()).add(event)
         try:
             yield event
         finally:
             with self._lock:
-                waiters = self._waiters.get(run_id)
+                waiters = table.get(run_id)
                 if waiters is not None:
                     waiters.discard(event)
                     if not waiters:
-                        del self._waiters[run_id]
+                        del table[run_id]
 
     def subscriber_count(self, run_id: str | None = None) -> int:
         with self._lock:
+            tables = (self._waiters, self._end_waiters)
             if run_id is not None:
-                return len(self._waiters.get(run_id, ()))
-            return sum(len(w) for w in self._waiters.values())
+                return sum(len(t.get(run_id, ())) for t in tables)
+            return sum(len(w) for t in tables for w in t.values())
 
     def notify(self, run_id: str) -> None:
-        """Thread-safe: wake everyone waiting on ``run_id``."""
-        self.notify_many((run_id,))
+        """Thread-safe: wake everyone waiting on ``run_id``, for any change or its end."""
+        self.notify_many((run_id,), (run_id,))
 
-    def notify_many(self, run_ids: Iterable[str]) -> None:
-        """Thread-safe: wake everyone waiting on any of ``run_ids``, with one loop wake-up."""
+    def notify_many(self, changed: Iterable[str], ended: Iterable[str] = ()) -> None:
+        """Thread-safe: wake the waiters of every run in ``changed`` and the end waiters of
+        every run in ``ended``, with one wake-up of the event loop."""
         loop = self._loop
         with self._lock:
-            events = [event for run_id in run_ids for event in self._waiters.get(run_id, ())]
+            events = [event for run_id in changed for event in self._waiters.get(run_id, ())]
+            events += [event for run_id in ended for event in self._end_waiters.get(run_id, ())]
         if loop is None or not events or loop.is_closed():
             return
         with contextlib.suppress(RuntimeError):  # loop closed during shutdown
@@ -110,7 +121,7 @@ async def wait_until_finished(
 ) -> bool:
     """Wait until the run is terminal or ``timeout`` passes; True when it finished."""
     deadline = asyncio.get_running_loop().time() + timeout
-    with notifier.subscribe(run_id) as wake:
+    with notifier.subscribe(run_id, end_only=True) as wake:
         while True:
             wake.clear()
             run = await anyio.to_thread.run_sync(store.get_run, run_id)
