@@ -26,7 +26,7 @@ from service.runtime.runner import RunManager
 from service.settings import Settings
 from service.storage.base import RunStore
 from service.storage.records import TERMINAL, RunStatus
-from service.storage.tables import NodeRun, Run
+from service.storage.tables import NodeRun, Run, new_run_values
 
 # Event ids are 32-bit integers in the database; larger resume points would overflow the query.
 MAX_EVENT_ID = 2**31 - 1
@@ -110,7 +110,7 @@ def create_run(
         raise InvalidInputError(json.loads(exc.json(include_url=False))) from exc
     if idempotency_key is None or store.get_run_by_idempotency_key(idempotency_key) is None:
         check_run_capacity(store, settings.max_active_runs)
-    run, created = store.create_run(
+    values = new_run_values(
         run_id=str(uuid.uuid4()),
         graph=graph,
         input=validated,
@@ -119,15 +119,19 @@ def create_run(
         owner_id=settings.owner_id,
         lease_seconds=settings.lease_seconds,
     )
-    if not created and (run.graph != graph or run.input != validated):
+    if runner.create(values):
+        runner.submit(values["id"])
+        # As stored: nothing to read back.
+        return Created(run=run_public(Run(**values), []), created=True)
+    existing = store.get_run_by_idempotency_key(idempotency_key or "")
+    if existing is None:  # pragma: no cover - the key's run was deleted in between
+        raise ConflictError(f"Idempotency-Key {idempotency_key!r} is in use; retry")
+    if existing.graph != graph or existing.input != validated:
         raise ConflictError(
-            f"Idempotency-Key {idempotency_key!r} was already used for run {run.id} "
+            f"Idempotency-Key {idempotency_key!r} was already used for run {existing.id} "
             "with a different graph or input"
         )
-    if not created:
-        return Created(run=get_run(store, run.id), created=False)
-    runner.submit(run.id)
-    return Created(run=run_public(run, []), created=True)  # as stored: nothing to read back
+    return Created(run=get_run(store, existing.id), created=False)
 
 
 def encode_cursor(run: Run) -> str:

@@ -29,7 +29,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from service.storage.records import JournalBatch, NodeEventWrite, RunEnd, RunError, RunStatus
+from service.storage.records import (
+    JournalBatch,
+    JournalResult,
+    NodeEventWrite,
+    RunClaim,
+    RunEnd,
+    RunError,
+    RunStatus,
+)
 
 __all__ = ["JournalStore", "JournalWriter", "RunJournal"]
 
@@ -39,8 +47,8 @@ log = logging.getLogger("graphflow.service.journal")
 class JournalStore(Protocol):
     """What the writer needs from storage: one batch in one transaction."""
 
-    def write_journal(self, batch: JournalBatch) -> set[str]:
-        """Store the batch; return the runs whose fencing failed (nothing of theirs stored)."""
+    def write_journal(self, batch: JournalBatch) -> JournalResult:
+        """Store the batch in one transaction; say which runs were lost, created, claimed."""
         ...
 
 
@@ -79,7 +87,20 @@ class _End:
     end: RunEnd
 
 
-_Op = _Event | _End | None
+@dataclass(frozen=True, slots=True)
+class _Create:
+    values: dict[str, Any]
+    done: Future[bool]  # False: the idempotency key was taken
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    claim: RunClaim
+    done: Future[Any]  # the started run, or None when it was not queued
+
+
+_Write = _Event | _End | _Create | _Claim
+_Op = _Write | None
 
 
 class JournalWriter:
@@ -127,6 +148,20 @@ class JournalWriter:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
     # -- producers (any thread) -----------------------------------------------------------
+    def create(self, values: dict[str, Any]) -> Future[bool]:
+        """Queue a new run (its ``runs`` row values); True once stored, False when its
+        idempotency key was taken. A storage error is the future's exception."""
+        done: Future[bool] = Future()
+        self._put(_Create(values, done))
+        return done
+
+    def claim(self, claim: RunClaim) -> Future[Any]:
+        """Queue the start of a queued run; the future gives the started run (a
+        ``tables.Run``), or None when the run was not queued (perhaps ours to resume)."""
+        done: Future[Any] = Future()
+        self._put(_Claim(claim, done))
+        return done
+
     def append(self, journal: RunJournal, write: NodeEventWrite) -> int:
         """Queue a node event of ``journal``'s run; return its seq. Never blocks on the DB."""
         seq = journal.take_seq()
@@ -159,7 +194,7 @@ class JournalWriter:
     def _loop(self) -> None:
         stop = False
         while not stop:
-            ops: list[_Event | _End] = []
+            ops: list[_Write] = []
             op = self._queue.get()
             while True:
                 if op is None:
@@ -178,77 +213,103 @@ class JournalWriter:
                     self._pending -= len(ops)
                     self._idle.notify_all()
 
-    def _write(self, ops: list[_Event | _End]) -> None:
-        ops = [op for op in ops if not op.journal.lost and op.journal.failed is None]
+    def _write(self, ops: list[_Write]) -> None:
+        ops = [op for op in ops if not _run_stopped(op)]
         if not ops:
             return
         try:
-            lost = self._store.write_journal(_batch(ops))
+            result = self._store.write_journal(_batch(ops))
         except Exception as exc:
-            by_run: dict[int, list[_Event | _End]] = {}
+            groups: dict[int, list[_Write]] = {}
             for op in ops:
-                by_run.setdefault(id(op.journal), []).append(op)
-            if len(by_run) > 1:
-                log.warning("a journal batch of %d runs failed; retrying run by run", len(by_run))
-                for run_ops in by_run.values():
-                    self._write(run_ops)
+                key = id(op.journal) if isinstance(op, _Event | _End) else id(op)
+                groups.setdefault(key, []).append(op)
+            if len(groups) > 1:
+                log.warning(
+                    "a journal batch of %d parts failed; retrying part by part", len(groups)
+                )
+                for group in groups.values():
+                    self._write(group)
             elif len(ops) > 1:
                 self._write_one_by_one(ops)
             else:
-                self._fail(ops[0], exc)
+                _fail(ops[0], exc)
             return
-        self._settle(ops, lost)
+        self._settle(ops, result)
 
-    def _write_one_by_one(self, ops: list[_Event | _End]) -> None:
+    def _write_one_by_one(self, ops: list[_Write]) -> None:
         """Store one run's operations singly: those before the one refused are kept."""
         for op in ops:
+            if _run_stopped(op):
+                return
             try:
-                lost = self._store.write_journal(_batch([op]))
+                result = self._store.write_journal(_batch([op]))
             except Exception as exc:
-                self._fail(op, exc)
+                _fail(op, exc)
                 return
-            self._settle([op], lost)
-            if op.journal.lost:
-                return
+            self._settle([op], result)
 
-    def _settle(self, ops: list[_Event | _End], lost: set[str]) -> None:
-        """After a commit: wake streams, stop the runs found lost, resolve ends."""
-        changed = {op.journal.run_id for op in ops} - lost
-        ended = {op.journal.run_id for op in ops if isinstance(op, _End)} - lost
+    def _settle(self, ops: list[_Write], result: JournalResult) -> None:
+        """After a commit: wake streams, answer creates and claims, stop the runs found
+        lost, resolve ends."""
+        lost = result.lost
+        run_ops = [op for op in ops if isinstance(op, _Event | _End)]
+        changed = {op.journal.run_id for op in run_ops} | set(result.claimed)
+        ended = {op.journal.run_id for op in run_ops if isinstance(op, _End)}
         try:
-            self._on_commit(changed, ended)
+            self._on_commit(changed - lost, ended - lost)
         except Exception:
             log.exception("waking the streams after a journal commit failed")
         for op in ops:
-            journal = op.journal
-            if journal.run_id in lost and not journal.lost:
-                journal.lost = True
-                journal.on_lost()
-                if not journal.ended.done():
-                    journal.ended.set_result(False)
-            elif isinstance(op, _End) and not journal.ended.done():
-                journal.ended.set_result(True)
-
-    @staticmethod
-    def _fail(op: _Event | _End, exc: BaseException) -> None:
-        """The database refused ``op``: nothing more of its run is written."""
-        journal = op.journal
-        journal.failed = exc
-        journal.failed_node = op.write.node if isinstance(op, _Event) else None
-        journal.on_failed(exc)
-        if not journal.ended.done():
-            journal.ended.set_exception(exc)
+            if isinstance(op, _Create):
+                op.done.set_result(op.values["id"] in result.created)
+            elif isinstance(op, _Claim):
+                op.done.set_result(result.claimed.get(op.claim.run_id))
+            else:
+                journal = op.journal
+                if journal.run_id in lost and not journal.lost:
+                    journal.lost = True
+                    journal.on_lost()
+                    if not journal.ended.done():
+                        journal.ended.set_result(False)
+                elif isinstance(op, _End) and not journal.ended.done():
+                    journal.ended.set_result(True)
 
 
-def _batch(ops: list[_Event | _End]) -> JournalBatch:
+def _run_stopped(op: _Write) -> bool:
+    """Whether ``op`` belongs to a run that was lost or could not be stored: dropped."""
+    return isinstance(op, _Event | _End) and (op.journal.lost or op.journal.failed is not None)
+
+
+def _fail(op: _Write, exc: BaseException) -> None:
+    """The database refused ``op``: a create or claim raises; a run stores nothing more."""
+    if isinstance(op, _Create | _Claim):
+        op.done.set_exception(exc)
+        return
+    journal = op.journal
+    journal.failed = exc
+    journal.failed_node = op.write.node if isinstance(op, _Event) else None
+    journal.on_failed(exc)
+    if not journal.ended.done():
+        journal.ended.set_exception(exc)
+
+
+def _batch(ops: list[_Write]) -> JournalBatch:
     events: list[tuple[str, int, NodeEventWrite]] = []
     ends: dict[str, tuple[int, RunEnd]] = {}
     heads: dict[str, tuple[str, int]] = {}
+    creates: list[dict[str, Any]] = []
+    claims: list[RunClaim] = []
     for op in ops:
-        run_id = op.journal.run_id
-        heads[run_id] = (op.journal.owner_id, op.seq)
-        if isinstance(op, _Event):
-            events.append((run_id, op.seq, op.write))
+        if isinstance(op, _Create):
+            creates.append(op.values)
+        elif isinstance(op, _Claim):
+            claims.append(op.claim)
         else:
-            ends[run_id] = (op.seq, op.end)
-    return JournalBatch(heads=heads, events=events, ends=ends)
+            run_id = op.journal.run_id
+            heads[run_id] = (op.journal.owner_id, op.seq)
+            if isinstance(op, _Event):
+                events.append((run_id, op.seq, op.write))
+            else:
+                ends[run_id] = (op.seq, op.end)
+    return JournalBatch(heads=heads, events=events, ends=ends, creates=creates, claims=claims)

@@ -26,7 +26,7 @@ from service.runtime.node_events import check_json, node_event_write
 from service.runtime.registry import RegisteredWorkflow
 from service.settings import Settings
 from service.storage.base import RunStore
-from service.storage.records import LeaseRenewal, RunError, RunStatus, storage_failure
+from service.storage.records import LeaseRenewal, RunClaim, RunError, RunStatus, storage_failure
 from service.storage.tables import Run, utcnow
 
 __all__ = ["RunManager"]
@@ -135,6 +135,12 @@ class RunManager:
         self._hurry.set()
 
     # -- public ---------------------------------------------------------------------------
+    def create(self, values: dict[str, Any]) -> bool:
+        """Store a new run (its ``runs`` row) through the journal, batched with other writes;
+        False when its idempotency key was taken. Raises the storage error, if any."""
+        self.journal.start()
+        return self.journal.create(values).result()
+
     def submit(self, run_id: str) -> None:
         """Queue a run we own for execution (ignored while stopping: its lease hands it on)."""
         if self.accepting:
@@ -220,10 +226,13 @@ class RunManager:
             self._executions[run_id] = ex
         timer = None
         try:
-            run = self.store.claim_run(run_id, self.owner_id, self.settings.lease_seconds)
-            if run is None:
-                return
-            self.notify(run_id)
+            claim = RunClaim(run_id, self.owner_id, self.settings.lease_seconds)
+            run = self.journal.claim(claim).result()  # the writer wakes its streams
+            if run is None:  # not queued: a run of ours to resume, or not ours at all
+                run = self.store.claim_run(run_id, self.owner_id, self.settings.lease_seconds)
+                if run is None:
+                    return
+                self.notify(run_id)
             wf = self.workflows.get(run.graph)
             if wf is None:
                 error = RunError("GraphNotFound", f"graph {run.graph!r} is not loaded")

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from service.storage.records import (
     JournalBatch,
+    JournalResult,
     LeaseRenewal,
     NodeEventWrite,
     RunError,
@@ -52,7 +53,7 @@ class RunStore(Protocol):
     def record_node_event(
         self, run_id: str, write: NodeEventWrite, owner_id: str | None = None
     ) -> int: ...
-    def write_journal(self, batch: JournalBatch) -> set[str]: ...
+    def write_journal(self, batch: JournalBatch) -> JournalResult: ...
     def finish_run(
         self,
         run_id: str,

@@ -16,17 +16,20 @@ from service.storage.records import ACTIVE, NodeRunStatus, RunStatus
 from service.storage.tables import NodeRun, Run, RunEvent
 
 __all__ = [
-    "ADVANCE_SEQ_AS_OWNER",
     "BUMP_SEQ",
     "BUMP_SEQ_AS_OWNER",
     "CLAIM_QUEUED",
+    "CLAIM_QUEUED_MANY",
     "COUNT_ACTIVE_RUNS",
-    "END_RUN_AS_OWNER",
+    "END_RUN",
     "INSERT_EVENT",
     "INSERT_RUN",
+    "OWNED_ACTIVE",
+    "SET_LAST_SEQ",
     "events_after",
     "expired_runs",
     "in_flight",
+    "insert_run_unless_key_used",
     "journal",
     "last_resume_seq",
     "list_runs",
@@ -64,34 +67,57 @@ CLAIM_QUEUED = (
 )
 """Start a queued run in one statement, taking the seq of its ``run_started`` event."""
 
-_AS_OWNER = (
-    _runs.c.id == bindparam("run_id"),
-    _runs.c.owner_id == bindparam("expected_owner"),
-    _runs.c.status.in_(ACTIVE),
-)
-
-ADVANCE_SEQ_AS_OWNER = (
-    update(_runs).where(*_AS_OWNER).values(last_seq=bindparam("last_seq")).returning(_runs.c.id)
-)
-"""A journal batch's fence: the owner of an active run moves its ``last_seq`` (no row: lost)."""
-
-END_RUN_AS_OWNER = (
+CLAIM_QUEUED_MANY = (
     update(_runs)
-    .where(*_AS_OWNER)
+    .where(_runs.c.id.in_(bindparam("run_ids", expanding=True)), _runs.c.status == RunStatus.QUEUED)
     .values(
-        last_seq=bindparam("last_seq"),
+        status=RunStatus.RUNNING,
+        started_at=bindparam("now"),
+        owner_id=bindparam("owner_id"),
+        lease_expires_at=bindparam("lease"),
+        last_seq=_runs.c.last_seq + 1,
+    )
+    .returning(*_runs.c)
+)
+"""Start every queued run of ``run_ids`` under one owner; the rows of those started."""
+
+OWNED_ACTIVE = (
+    select(_runs.c.id)
+    .where(
+        _runs.c.id.in_(bindparam("run_ids", expanding=True)),
+        _runs.c.owner_id == bindparam("owner_id"),
+        _runs.c.status.in_(ACTIVE),
+    )
+    .with_for_update()
+)
+"""A journal batch's fence: which of ``run_ids`` the owner still holds (locked till commit)."""
+
+SET_LAST_SEQ = (
+    update(_runs).where(_runs.c.id == bindparam("run_id")).values(last_seq=bindparam("seq"))
+)
+END_RUN = (
+    update(_runs)
+    .where(_runs.c.id == bindparam("run_id"))
+    .values(
+        last_seq=bindparam("seq"),
         status=bindparam("status"),
         output=bindparam("output"),
         error=bindparam("error"),
         finished_at=bindparam("finished_at"),
         lease_expires_at=None,
     )
-    .returning(_runs.c.id)
 )
-"""The same fence, ending the run in the batch of its last events."""
+
 
 INSERT_EVENT = insert(cast(Table, RunEvent.__table__))
 INSERT_RUN = insert(_runs)
+
+
+def insert_run_unless_key_used(dialect: str) -> Any:
+    """Insert a run; no row when its idempotency key is taken (``RETURNING id`` says which)."""
+    stmt = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(_runs)
+    return stmt.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(_runs.c.id)
+
 
 COUNT_ACTIVE_RUNS = select(func.count()).select_from(Run).where(Run.status.in_(ACTIVE))
 

@@ -167,14 +167,36 @@ class RunEnd:
 
 
 @dataclass(frozen=True)
-class JournalBatch:
-    """Run events to store in one transaction (see ``service.runtime.journal``).
+class RunClaim:
+    """A request to start a queued run: who takes it, and for how long its lease holds."""
 
-    ``heads`` maps each run in the batch to (its owner, its last seq in the batch): the fence
-    and the run's new ``last_seq``. ``events`` are node events with their in-memory seqs, in
-    order; ``ends`` the runs that end in this batch, with the seq of their terminal event.
+    run_id: str
+    owner_id: str
+    lease_seconds: float
+
+
+@dataclass(frozen=True)
+class JournalBatch:
+    """Everything one transaction stores (see ``service.runtime.journal``), in this order.
+
+    ``creates`` are new runs (the ``runs`` row values); a run whose idempotency key is taken
+    is not created. ``claims`` start queued runs. ``heads`` maps each run with events in the
+    batch to (its owner, its last seq in the batch): the fence and the run's new ``last_seq``.
+    ``events`` are node events with their in-memory seqs, in order; ``ends`` the runs that end
+    in this batch, with the seq of their terminal event.
     """
 
     heads: Mapping[str, tuple[str, int]]
     events: Sequence[tuple[str, int, NodeEventWrite]]
     ends: Mapping[str, tuple[int, RunEnd]]
+    creates: Sequence[Mapping[str, Any]] = ()
+    claims: Sequence[RunClaim] = ()
+
+
+@dataclass(frozen=True)
+class JournalResult:
+    """What a stored batch did: the runs found lost (fencing), created and claimed."""
+
+    lost: set[str]
+    created: set[str]
+    claimed: Mapping[str, Any]  # run id -> the started run (a ``tables.Run``)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,13 +23,15 @@ from service.storage.engine import is_sqlite, make_engine
 from service.storage.records import (
     ACTIVE,
     JournalBatch,
+    JournalResult,
     LeaseRenewal,
     NodeEventWrite,
     NodeRunStatus,
+    RunClaim,
     RunError,
     RunStatus,
 )
-from service.storage.tables import NodeRun, Run, RunEvent, utcnow
+from service.storage.tables import NodeRun, Run, RunEvent, new_run_values, utcnow
 
 
 class SqlRunStore:
@@ -45,6 +47,7 @@ class SqlRunStore:
         self._write_session = sessionmaker(self.write_engine, expire_on_commit=False)
         self._read_session = sessionmaker(self.read_engine, expire_on_commit=False)
         self._upsert_node = q.node_upsert(self.write_engine.dialect.name)
+        self._insert_run = q.insert_run_unless_key_used(self.write_engine.dialect.name)
         self._ping_lock = threading.Lock()
         self._lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if self.sqlite else contextlib.nullcontext()
@@ -126,21 +129,15 @@ class SqlRunStore:
         owner_id: str,
         lease_seconds: float,
     ) -> tuple[Run, bool]:
-        now = utcnow()
-        values = {
-            "id": run_id,
-            "graph": graph,
-            "status": RunStatus.QUEUED,
-            "input": input,
-            "max_concurrent": max_concurrent,
-            "idempotency_key": idempotency_key,
-            "created_at": now,
-            "owner_id": owner_id,
-            "lease_expires_at": now + timedelta(seconds=lease_seconds),
-            "recovery_attempts": 0,
-            "cancel_requested": False,
-            "last_seq": 0,
-        }
+        values = new_run_values(
+            run_id=run_id,
+            graph=graph,
+            input=input,
+            max_concurrent=max_concurrent,
+            idempotency_key=idempotency_key,
+            owner_id=owner_id,
+            lease_seconds=lease_seconds,
+        )
         try:
             with self._write_conn() as conn:
                 conn.execute(q.INSERT_RUN, values)
@@ -186,17 +183,12 @@ class SqlRunStore:
         """
         now = utcnow()
         lease = now + timedelta(seconds=lease_seconds)
-        claim = {"run_id": run_id, "now": now, "owner_id": owner_id, "lease": lease}
         with self._write_conn() as conn:
             # The common case, a queued run, in two statements and no read.
-            row = conn.execute(q.CLAIM_QUEUED, claim).first()
-            if row is not None:
-                started = Run(**row._mapping)
-                data = {"graph": started.graph, "started_at": now.isoformat()}
-                conn.execute(
-                    q.INSERT_EVENT, _event_row(run_id, row.last_seq, "run_started", data, now)
-                )
-                return started
+            started = _claim_queued(conn, RunClaim(run_id, owner_id, lease_seconds), now)
+            if started is not None:
+                conn.execute(q.INSERT_EVENT, started[1])
+                return started[0]
         with self._write() as session:  # not queued: perhaps ours to resume
             run = session.get(Run, run_id, with_for_update=True)
             if run is None:
@@ -219,48 +211,70 @@ class SqlRunStore:
             conn.execute(self._upsert_node, _node_row(run_id, seq, write))
             return seq
 
-    def write_journal(self, batch: JournalBatch) -> set[str]:
-        """Store a batch of run events in one transaction; return the runs found lost.
+    def write_journal(self, batch: JournalBatch) -> JournalResult:
+        """Store a batch in one transaction: new runs, claims, then run events and ends.
 
-        Each run is fenced once (its owner moves its ``last_seq``, or ends it): a run another
-        process owns now has none of its operations stored, and is returned.
+        A handful of statements whatever the batch's size. Each run with events is fenced
+        once: the rows its owner still holds are selected and locked, and a run another
+        process owns now has none of its operations stored and is reported lost.
         """
         now = utcnow()
-        lost: set[str] = set()
         events: list[dict[str, Any]] = []
         with self._write_conn() as conn:
-            for run_id, (owner_id, last_seq) in batch.heads.items():
-                fence = {"run_id": run_id, "expected_owner": owner_id, "last_seq": last_seq}
+            created = (
+                {row.id for row in conn.execute(self._insert_run, list(batch.creates))}
+                if batch.creates
+                else set()
+            )
+            claimed: dict[str, Run] = {}
+            for (owner_id, lease_seconds), run_ids in _group_claims(batch.claims).items():
+                lease = now + timedelta(seconds=lease_seconds)
+                params = {"run_ids": run_ids, "now": now, "owner_id": owner_id, "lease": lease}
+                for row in conn.execute(q.CLAIM_QUEUED_MANY, params):
+                    run = claimed[row.id] = Run(**row._mapping)
+                    data = {"graph": run.graph, "started_at": now.isoformat()}
+                    events.append(_event_row(run.id, run.last_seq, "run_started", data, now))
+            owners: dict[str, list[str]] = {}
+            for run_id, (owner_id, _) in batch.heads.items():
+                owners.setdefault(owner_id, []).append(run_id)
+            held: set[str] = set()
+            for owner_id, run_ids in owners.items():
+                params = {"run_ids": run_ids, "owner_id": owner_id}
+                held.update(conn.scalars(q.OWNED_ACTIVE, params))
+            lost = set(batch.heads) - held
+            advances = []
+            ends = []
+            for run_id in held:
+                seq = batch.heads[run_id][1]
                 ending = batch.ends.get(run_id)
                 if ending is None:
-                    row = conn.execute(q.ADVANCE_SEQ_AS_OWNER, fence).first()
-                else:
-                    seq, end = ending
-                    error = None if end.error is None else end.error.to_dict()
-                    values = {"status": end.status, "output": end.output, "error": error}
-                    row = conn.execute(
-                        q.END_RUN_AS_OWNER, {**fence, **values, "finished_at": now}
-                    ).first()
-                    if row is not None:
-                        data = _terminal_data(end.status, now, end.started_at, end.output, error)
-                        events.append(_event_row(run_id, seq, f"run_{end.status}", data, now))
-                if row is None:
-                    lost.add(run_id)
-            node_rows = [
-                _node_row(run_id, seq, write)
-                for run_id, seq, write in batch.events
-                if run_id not in lost
-            ]
-            events.extend(
-                _event_row(run_id, seq, write.type, write.data, now)
-                for run_id, seq, write in batch.events
-                if run_id not in lost
-            )
+                    advances.append({"run_id": run_id, "seq": seq})
+                    continue
+                end_seq, end = ending
+                error = None if end.error is None else end.error.to_dict()
+                ends.append(
+                    {
+                        "run_id": run_id,
+                        "seq": seq,
+                        "status": end.status,
+                        "output": end.output,
+                        "error": error,
+                        "finished_at": now,
+                    }
+                )
+                data = _terminal_data(end.status, now, end.started_at, end.output, error)
+                events.append(_event_row(run_id, end_seq, f"run_{end.status}", data, now))
+            if advances:
+                conn.execute(q.SET_LAST_SEQ, advances)
+            if ends:
+                conn.execute(q.END_RUN, ends)
+            stored = [(run_id, seq, w) for run_id, seq, w in batch.events if run_id in held]
+            events.extend(_event_row(r, seq, w.type, w.data, now) for r, seq, w in stored)
             if events:
                 conn.execute(q.INSERT_EVENT, events)
-            if node_rows:
-                conn.execute(self._upsert_node, node_rows)
-        return lost
+            if stored:
+                conn.execute(self._upsert_node, [_node_row(r, seq, w) for r, seq, w in stored])
+        return JournalResult(lost=lost, created=created, claimed=claimed)
 
     def finish_run(
         self,
@@ -501,3 +515,26 @@ def _terminal_data(
     elif error is not None:
         data["error"] = error
     return data
+
+
+def _claim_queued(
+    conn: Connection, claim: RunClaim, now: datetime
+) -> tuple[Run, dict[str, Any]] | None:
+    """Start ``claim``'s run if it is queued: the started run and its ``run_started`` event
+    row (for the caller to insert), or None."""
+    lease = now + timedelta(seconds=claim.lease_seconds)
+    params = {"run_id": claim.run_id, "now": now, "owner_id": claim.owner_id, "lease": lease}
+    row = conn.execute(q.CLAIM_QUEUED, params).first()
+    if row is None:
+        return None
+    run = Run(**row._mapping)
+    data = {"graph": run.graph, "started_at": now.isoformat()}
+    return run, _event_row(claim.run_id, row.last_seq, "run_started", data, now)
+
+
+def _group_claims(claims: Sequence[RunClaim]) -> dict[tuple[str, float], list[str]]:
+    """Claims by (owner, lease): each group is one statement."""
+    groups: dict[tuple[str, float], list[str]] = {}
+    for claim in claims:
+        groups.setdefault((claim.owner_id, claim.lease_seconds), []).append(claim.run_id)
+    return groups

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -125,3 +125,31 @@ class RunEvent(Base):
     type: Mapped[str] = mapped_column(String(32))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+def new_run_values(
+    *,
+    run_id: str,
+    graph: str,
+    input: dict[str, Any],
+    max_concurrent: int | None,
+    idempotency_key: str | None,
+    owner_id: str,
+    lease_seconds: float,
+) -> dict[str, Any]:
+    """The ``runs`` row of a new, queued run (its creator holds its lease)."""
+    now = utcnow()
+    return {
+        "id": run_id,
+        "graph": graph,
+        "status": RunStatus.QUEUED,
+        "input": input,
+        "max_concurrent": max_concurrent,
+        "idempotency_key": idempotency_key,
+        "created_at": now,
+        "owner_id": owner_id,
+        "lease_expires_at": now + timedelta(seconds=lease_seconds),
+        "recovery_attempts": 0,
+        "cancel_requested": False,
+        "last_seq": 0,
+    }
