@@ -19,7 +19,6 @@ __all__ = [
     "BUMP_SEQ",
     "BUMP_SEQ_AS_OWNER",
     "CLAIM_QUEUED",
-    "CLAIM_QUEUED_MANY",
     "COUNT_ACTIVE_RUNS",
     "END_RUN",
     "INSERT_EVENT",
@@ -54,20 +53,6 @@ BUMP_SEQ_AS_OWNER = BUMP_SEQ.where(_runs.c.owner_id == bindparam("expected_owner
 """The same, fenced: only the run's current owner may append (no row: ``LeaseLostError``)."""
 
 CLAIM_QUEUED = (
-    update(_runs)
-    .where(_runs.c.id == bindparam("run_id"), _runs.c.status == RunStatus.QUEUED)
-    .values(
-        status=RunStatus.RUNNING,
-        started_at=bindparam("now"),
-        owner_id=bindparam("owner_id"),
-        lease_expires_at=bindparam("lease"),
-        last_seq=_runs.c.last_seq + 1,
-    )
-    .returning(*_runs.c)
-)
-"""Start a queued run in one statement, taking the seq of its ``run_started`` event."""
-
-CLAIM_QUEUED_MANY = (
     update(_runs)
     .where(_runs.c.id.in_(bindparam("run_ids", expanding=True)), _runs.c.status == RunStatus.QUEUED)
     .values(

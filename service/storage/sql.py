@@ -185,10 +185,9 @@ class SqlRunStore:
         lease = now + timedelta(seconds=lease_seconds)
         with self._write_conn() as conn:
             # The common case, a queued run, in two statements and no read.
-            started = _claim_queued(conn, RunClaim(run_id, owner_id, lease_seconds), now)
-            if started is not None:
-                conn.execute(q.INSERT_EVENT, started[1])
-                return started[0]
+            for started, event in _claim_queued(conn, [run_id], owner_id, lease_seconds, now):
+                conn.execute(q.INSERT_EVENT, event)
+                return started
         with self._write() as session:  # not queued: perhaps ours to resume
             run = session.get(Run, run_id, with_for_update=True)
             if run is None:
@@ -228,12 +227,9 @@ class SqlRunStore:
             )
             claimed: dict[str, Run] = {}
             for (owner_id, lease_seconds), run_ids in _group_claims(batch.claims).items():
-                lease = now + timedelta(seconds=lease_seconds)
-                params = {"run_ids": run_ids, "now": now, "owner_id": owner_id, "lease": lease}
-                for row in conn.execute(q.CLAIM_QUEUED_MANY, params):
-                    run = claimed[row.id] = Run(**row._mapping)
-                    data = {"graph": run.graph, "started_at": now.isoformat()}
-                    events.append(_event_row(run.id, run.last_seq, "run_started", data, now))
+                for run, event in _claim_queued(conn, run_ids, owner_id, lease_seconds, now):
+                    claimed[run.id] = run
+                    events.append(event)
             owners: dict[str, list[str]] = {}
             for run_id, (owner_id, _) in batch.heads.items():
                 owners.setdefault(owner_id, []).append(run_id)
@@ -518,18 +514,18 @@ def _terminal_data(
 
 
 def _claim_queued(
-    conn: Connection, claim: RunClaim, now: datetime
-) -> tuple[Run, dict[str, Any]] | None:
-    """Start ``claim``'s run if it is queued: the started run and its ``run_started`` event
-    row (for the caller to insert), or None."""
-    lease = now + timedelta(seconds=claim.lease_seconds)
-    params = {"run_id": claim.run_id, "now": now, "owner_id": claim.owner_id, "lease": lease}
-    row = conn.execute(q.CLAIM_QUEUED, params).first()
-    if row is None:
-        return None
-    run = Run(**row._mapping)
-    data = {"graph": run.graph, "started_at": now.isoformat()}
-    return run, _event_row(claim.run_id, row.last_seq, "run_started", data, now)
+    conn: Connection, run_ids: list[str], owner_id: str, lease_seconds: float, now: datetime
+) -> list[tuple[Run, dict[str, Any]]]:
+    """Start those of ``run_ids`` that are queued, in one statement: each started run with its
+    ``run_started`` event row (for the caller to insert)."""
+    lease = now + timedelta(seconds=lease_seconds)
+    params = {"run_ids": run_ids, "now": now, "owner_id": owner_id, "lease": lease}
+    started = []
+    for row in conn.execute(q.CLAIM_QUEUED, params):
+        run = Run(**row._mapping)
+        data = {"graph": run.graph, "started_at": now.isoformat()}
+        started.append((run, _event_row(run.id, run.last_seq, "run_started", data, now)))
+    return started
 
 
 def _group_claims(claims: Sequence[RunClaim]) -> dict[tuple[str, float], list[str]]:
