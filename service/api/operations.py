@@ -95,10 +95,12 @@ def create_run(
     graph: str,
     body: RunCreate,
     idempotency_key: str | None,
+    watch: bool = False,
 ) -> Created:
     """Validate the input against the graph, store a queued run and hand it to the runner.
 
-    With an ``idempotency_key`` already used, the existing run is returned (``created=False``);
+    With ``watch``, the runner keeps the run's view when it ends (see ``result_of``). With an
+    ``idempotency_key`` already used, the existing run is returned (``created=False``);
     reusing a key for another graph or input is a conflict. Raises ``GraphNotFoundError``,
     ``InvalidInputError``, ``ConflictError`` and, when ``max_active_runs`` runs are queued or
     running, ``TooManyActiveRunsError`` (a retried key still gets its run back).
@@ -120,6 +122,8 @@ def create_run(
         lease_seconds=settings.lease_seconds,
     )
     if runner.create(values):
+        if watch:
+            runner.watch(values["id"])
         runner.submit(values["id"])
         # As stored: nothing to read back.
         return Created(run=run_public(Run(**values), []), created=True)
@@ -132,6 +136,16 @@ def create_run(
             "with a different graph or input"
         )
     return Created(run=get_run(store, existing.id), created=False)
+
+
+def result_of(runner: RunManager, run_id: str) -> RunPublic | None:
+    """The view of a watched run that ended in this process, as stored, without reading it
+    back; None otherwise (then ``get_run``). Stops watching it either way."""
+    result = runner.take_result(run_id)
+    if result is None:
+        return None
+    run, rows = result
+    return run_public(run, [NodeRun(**row) for row in rows])
 
 
 def encode_cursor(run: Run) -> str:

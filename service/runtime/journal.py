@@ -65,6 +65,7 @@ class RunJournal:
     lost: bool = False
     failed: BaseException | None = None
     failed_node: str | None = None  # the node whose event the database refused
+    finished_at: datetime | None = None  # when its end was stored
     ended: Future[bool] = field(default_factory=Future)
 
     def take_seq(self) -> int:
@@ -273,6 +274,7 @@ class JournalWriter:
                     if not journal.ended.done():
                         journal.ended.set_result(False)
                 elif isinstance(op, _End) and not journal.ended.done():
+                    journal.finished_at = result.at
                     journal.ended.set_result(True)
 
 

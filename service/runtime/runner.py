@@ -27,7 +27,7 @@ from service.runtime.registry import RegisteredWorkflow
 from service.settings import Settings
 from service.storage.base import RunStore
 from service.storage.records import LeaseRenewal, RunClaim, RunError, RunStatus, storage_failure
-from service.storage.tables import Run, utcnow
+from service.storage.tables import Run, node_run_values, utcnow
 
 __all__ = ["RunManager"]
 
@@ -46,6 +46,9 @@ class _Execution:
     disowned: bool = False
     # Its events could not be stored: it ends ``failed`` with this error.
     storage_error: BaseException | None = None
+    # The run as claimed, and its node-run rows when a client waits for it here.
+    run: Run | None = None
+    rows: dict[str, dict[str, Any]] | None = None
 
 
 class RunManager:
@@ -68,6 +71,10 @@ class RunManager:
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._executions: dict[str, _Execution] = {}
         self._user_cancelled: set[str] = set()  # cancelled before its execution began here
+        # Runs a client waits for here (?wait=true), and the views of those that ended: the
+        # answer comes from memory, as stored, instead of being read back.
+        self._watched: set[str] = set()
+        self._results: dict[str, tuple[Run, list[dict[str, Any]]]] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._hurry = threading.Event()
@@ -140,6 +147,18 @@ class RunManager:
         False when its idempotency key was taken. Raises the storage error, if any."""
         self.journal.start()
         return self.journal.create(values).result()
+
+    def watch(self, run_id: str) -> None:
+        """Keep the stored view of ``run_id`` when it ends here, for ``take_result``."""
+        with self._lock:
+            self._watched.add(run_id)
+
+    def take_result(self, run_id: str) -> tuple[Run, list[dict[str, Any]]] | None:
+        """The run and its node-run rows as stored when it ended here (once), or None when it
+        did not end in this process (then read it from the store); stops watching it."""
+        with self._lock:
+            self._watched.discard(run_id)
+            return self._results.pop(run_id, None)
 
     def submit(self, run_id: str) -> None:
         """Queue a run we own for execution (ignored while stopping: its lease hands it on)."""
@@ -288,10 +307,17 @@ class RunManager:
         head = RunJournal(
             run_id, self.owner_id, run.started_at, run.last_seq + 1, on_lost=lost, on_failed=failed
         )
+        with self._lock:
+            rows: dict[str, dict[str, Any]] | None = {} if run_id in self._watched else None
+        ex.run, ex.rows = run, rows
 
         def on_event(ev: NodeEvent) -> None:
-            if not ex.disowned:  # else the run is another process's: its events are not ours
-                self.journal.append(head, node_event_write(ev))
+            if ex.disowned:  # the run is another process's: its events are not ours
+                return
+            write = node_event_write(ev)
+            seq = self.journal.append(head, write)
+            if rows is not None:
+                _keep_row(rows, node_run_values(run_id, seq, write))
 
         try:
             output = wf.graph.invoke(
@@ -310,9 +336,9 @@ class RunManager:
             elif ex.timed_out:
                 assert self.settings.max_run_seconds is not None
                 error = RunError.run_timeout(self.settings.max_run_seconds)
-                self._end(head, RunStatus.FAILED, error=error)
+                self._end(head, RunStatus.FAILED, error=error, ex=ex)
             elif ex.by_user or not self._stopping.is_set():
-                self._end(head, RunStatus.CANCELLED)
+                self._end(head, RunStatus.CANCELLED, ex=ex)
             # else: interrupted by shutdown; the next process resumes it
         except Exception as exc:
             if not ex.disowned:
@@ -323,16 +349,16 @@ class RunManager:
                 if isinstance(exc, NodeRunLimitError):
                     cap = f" (the service's cap: GRAPHFLOW_MAX_NODE_RUNS={exc.limit})"
                     error = dataclasses.replace(error, message=error.message + cap)
-                self._end(head, RunStatus.FAILED, error=error)
+                self._end(head, RunStatus.FAILED, error=error, ex=ex)
         else:
             if ex.disowned:
                 return
             try:
                 check_json(output, "run output")
             except TypeError as exc:
-                self._end(head, RunStatus.FAILED, error=RunError.from_exception(exc))
+                self._end(head, RunStatus.FAILED, error=RunError.from_exception(exc), ex=ex)
             else:
-                self._end(head, RunStatus.SUCCEEDED, output=output)
+                self._end(head, RunStatus.SUCCEEDED, output=output, ex=ex)
 
     def _end(
         self,
@@ -341,6 +367,7 @@ class RunManager:
         *,
         output: dict[str, Any] | None = None,
         error: RunError | None = None,
+        ex: _Execution,
     ) -> None:
         """End the run through the journal, after its events; wait until it is stored.
 
@@ -350,9 +377,17 @@ class RunManager:
             self._fail_unstored(head, head.failed)
             return
         try:
-            self.journal.end(head, status, output=output, error=error).result()
+            stored = self.journal.end(head, status, output=output, error=error).result()
         except Exception as exc:
             self._fail_unstored(head, exc)
+            return
+        if stored and ex.run is not None and ex.rows is not None:
+            view = Run(**{column: getattr(ex.run, column) for column in _RUN_COLUMNS})
+            view.status, view.output, view.finished_at = status, output, head.finished_at
+            view.error = None if error is None else error.to_dict()
+            with self._lock:
+                if head.run_id in self._watched:
+                    self._results[head.run_id] = (view, list(ex.rows.values()))
 
     def _fail_unstored(self, head: RunJournal, exc: BaseException) -> None:
         """Fail a run whose events or end could not be stored (the log keeps the detail)."""
@@ -379,3 +414,22 @@ def _one_by_one(notify: Callable[[str], None]) -> Callable[[Iterable[str], Itera
             notify(run_id)
 
     return notify_many
+
+
+_RUN_COLUMNS = tuple(column.key for column in Run.__table__.columns)
+
+
+def _keep_row(rows: dict[str, dict[str, Any]], row: dict[str, Any]) -> None:
+    """Apply a node event's row to the in-memory rows as the store's upsert does: a retry
+    updates the row in place, keeping its first ``seq`` and any ``completed_seq``."""
+    known = rows.get(row["activation_id"])
+    if known is None:
+        rows[row["activation_id"]] = row
+        return
+    known.update(
+        {
+            **row,
+            "seq": known["seq"],
+            "completed_seq": row["completed_seq"] or known["completed_seq"],
+        }
+    )

@@ -200,3 +200,4 @@ class JournalResult:
     lost: set[str]
     created: set[str]
     claimed: Mapping[str, Any]  # run id -> the started run (a ``tables.Run``)
+    at: datetime  # the batch's time: ``finished_at`` of the runs it ended

@@ -26,12 +26,11 @@ from service.storage.records import (
     JournalResult,
     LeaseRenewal,
     NodeEventWrite,
-    NodeRunStatus,
     RunClaim,
     RunError,
     RunStatus,
 )
-from service.storage.tables import NodeRun, Run, RunEvent, new_run_values, utcnow
+from service.storage.tables import NodeRun, Run, RunEvent, new_run_values, node_run_values, utcnow
 
 
 class SqlRunStore:
@@ -207,7 +206,7 @@ class SqlRunStore:
         """
         with self._write_conn() as conn:
             seq = self._add_event(conn, run_id, write.type, write.data, owner_id)
-            conn.execute(self._upsert_node, _node_row(run_id, seq, write))
+            conn.execute(self._upsert_node, node_run_values(run_id, seq, write))
             return seq
 
     def write_journal(self, batch: JournalBatch) -> JournalResult:
@@ -269,8 +268,10 @@ class SqlRunStore:
             if events:
                 conn.execute(q.INSERT_EVENT, events)
             if stored:
-                conn.execute(self._upsert_node, [_node_row(r, seq, w) for r, seq, w in stored])
-        return JournalResult(lost=lost, created=created, claimed=claimed)
+                conn.execute(
+                    self._upsert_node, [node_run_values(r, seq, w) for r, seq, w in stored]
+                )
+        return JournalResult(lost=lost, created=created, claimed=claimed, at=now)
 
     def finish_run(
         self,
@@ -473,26 +474,6 @@ def _event_row(
     run_id: str, seq: int, type_: str, data: dict[str, Any], now: datetime
 ) -> dict[str, Any]:
     return {"run_id": run_id, "seq": seq, "type": type_, "data": data, "created_at": now}
-
-
-def _node_row(run_id: str, seq: int, write: NodeEventWrite) -> dict[str, Any]:
-    """The ``node_runs`` row of a node event stored at ``seq``."""
-    return {
-        "run_id": run_id,
-        "activation_id": write.activation_id,
-        "seq": seq,
-        "node": write.node,
-        "status": write.status,
-        "attempt": write.attempt,
-        "parents": list(write.parents),
-        "started_at": write.started_at,
-        "finished_at": write.finished_at,
-        "duration_ms": write.duration_ms,
-        "update": write.update,
-        "goto": write.goto,
-        "error": None if write.error is None else write.error.to_dict(),
-        "completed_seq": seq if write.status == NodeRunStatus.SUCCEEDED else None,
-    }
 
 
 def _terminal_data(

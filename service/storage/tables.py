@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from service.storage.records import NodeRunStatus, RunStatus
+from service.storage.records import NodeEventWrite, NodeRunStatus, RunStatus
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -152,4 +152,24 @@ def new_run_values(
         "recovery_attempts": 0,
         "cancel_requested": False,
         "last_seq": 0,
+    }
+
+
+def node_run_values(run_id: str, seq: int, write: NodeEventWrite) -> dict[str, Any]:
+    """The ``node_runs`` row of a node event stored at ``seq``."""
+    return {
+        "run_id": run_id,
+        "activation_id": write.activation_id,
+        "seq": seq,
+        "node": write.node,
+        "status": write.status,
+        "attempt": write.attempt,
+        "parents": list(write.parents),
+        "started_at": write.started_at,
+        "finished_at": write.finished_at,
+        "duration_ms": write.duration_ms,
+        "update": write.update,
+        "goto": write.goto,
+        "error": None if write.error is None else write.error.to_dict(),
+        "completed_seq": seq if write.status == NodeRunStatus.SUCCEEDED else None,
     }

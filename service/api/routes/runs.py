@@ -72,12 +72,17 @@ async def create_run(
 ) -> RunPublic:
     """Start a run of a graph (202), or return the run an Idempotency-Key already made (200)."""
     result = await run_in_threadpool(
-        operations.create_run, store, catalog, runner, settings, name, body, idempotency_key
+        operations.create_run, store, catalog, runner, settings, name, body, idempotency_key, wait
     )
     run = result.run
     if wait and run.status not in TERMINAL:
-        await wait_until_finished(store, notifier, run.id, settings.run_wait_timeout)
-        run = await run_in_threadpool(operations.get_run, store, run.id)
+        try:
+            await wait_until_finished(store, notifier, run.id, settings.run_wait_timeout)
+        finally:
+            ended = operations.result_of(runner, run.id)  # and stop watching it
+        if ended is None:
+            ended = await run_in_threadpool(operations.get_run, store, run.id)
+        run = ended
     response.headers["Location"] = f"/runs/{run.id}"
     finished = run.status in TERMINAL
     response.status_code = 200 if (not result.created or (wait and finished)) else 202

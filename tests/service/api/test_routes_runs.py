@@ -287,3 +287,18 @@ def parse_sse(text: str) -> list[dict[str, Any]]:
             fields["data"] = json.loads(fields.get("data", "null"))
             events.append(fields)
     return events
+
+
+@pytest.mark.parametrize(
+    ("graph", "input", "status"),
+    [("three_step", {"x": 2}, "succeeded"), ("failing", {}, "failed")],
+)
+def test_a_waited_run_answers_exactly_as_it_was_stored(
+    client: Any, graph: str, input: dict[str, Any], status: str
+) -> None:
+    """?wait=true answers from the runner's memory; the stored run must read the same."""
+    waited = client.post(f"/graphs/{graph}/runs?wait=true", json={"input": input})
+    assert waited.status_code == 200, waited.text
+    body = waited.json()
+    assert body["status"] == status and body["nodes"]
+    assert client.get(f"/runs/{body['id']}").json() == body
