@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -110,7 +110,7 @@ class JournalWriter:
     def __init__(
         self,
         store: JournalStore,
-        on_commit: Callable[[Iterable[str], Iterable[str]], None],
+        on_commit: Callable[[Iterable[str], Iterable[str], Mapping[str, list[Any]]], None],
         *,
         max_batch: int = 1024,
     ) -> None:
@@ -258,7 +258,7 @@ class JournalWriter:
         changed = {op.journal.run_id for op in run_ops} | set(result.claimed)
         ended = {op.journal.run_id for op in run_ops if isinstance(op, _End)}
         try:
-            self._on_commit(changed - lost, ended - lost)
+            self._on_commit(changed - lost, ended - lost, result.events)
         except Exception:
             log.exception("waking the streams after a journal commit failed")
         for op in ops:

@@ -60,7 +60,8 @@ class RunManager:
         workflows: Mapping[str, RegisteredWorkflow],
         settings: Settings,
         notify: Callable[[str], None],
-        notify_many: Callable[[Iterable[str], Iterable[str]], None] | None = None,
+        notify_many: Callable[[Iterable[str], Iterable[str], Mapping[str, list[Any]]], None]
+        | None = None,
     ) -> None:
         self.store = store
         self.workflows = workflows
@@ -408,8 +409,10 @@ class RunManager:
         self.notify(run_id)
 
 
-def _one_by_one(notify: Callable[[str], None]) -> Callable[[Iterable[str], Iterable[str]], None]:
-    def notify_many(changed: Iterable[str], ended: Iterable[str]) -> None:
+def _one_by_one(
+    notify: Callable[[str], None],
+) -> Callable[[Iterable[str], Iterable[str], Mapping[str, list[Any]]], None]:
+    def notify_many(changed: Iterable[str], ended: Iterable[str], events: Any) -> None:
         for run_id in changed:
             notify(run_id)
 

@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import json
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
 import anyio.to_thread
@@ -23,38 +24,52 @@ from service.storage.records import TERMINAL
 TERMINAL_EVENTS = frozenset({"run_succeeded", "run_failed", "run_cancelled"})
 
 
+class Subscription:
+    """One waiter of a run: an event set on every change, and, for a live stream, the events
+    the journal writer delivered from memory since the stream last looked (in seq order)."""
+
+    __slots__ = ("live", "wake")
+
+    def __init__(self, live: bool) -> None:
+        self.wake = asyncio.Event()
+        self.live: deque[tuple[int, str, dict[str, Any]]] | None = deque() if live else None
+
+
 class Notifier:
     """Wakes asyncio waiters of a run from any thread. Waiters hold no resources once gone.
 
-    A waiter subscribes to every change of a run (a stream) or only to its end (a client
-    waiting for the result): the journal writer says which runs of a batch ended, so waiting
-    for the result costs no read per event.
+    A waiter subscribes to every change of a run (a stream, which also gets the committed
+    events themselves, so that tailing a live run reads nothing) or only to its end (a client
+    waiting for the result).
     """
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiters: dict[str, set[asyncio.Event]] = {}
-        self._end_waiters: dict[str, set[asyncio.Event]] = {}
+        self._waiters: dict[str, set[Subscription]] = {}
+        self._end_waiters: dict[str, set[Subscription]] = {}
         self._lock = threading.Lock()
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
     @contextlib.contextmanager
-    def subscribe(self, run_id: str, *, end_only: bool = False) -> Iterator[asyncio.Event]:
-        """An event set whenever ``run_id`` changes (or, with ``end_only``, when it may have
-        ended); removed on exit (including cancellation)."""
+    def subscribe(
+        self, run_id: str, *, end_only: bool = False, live: bool = False
+    ) -> Iterator[Subscription]:
+        """A subscription woken whenever ``run_id`` changes (or, with ``end_only``, when it may
+        have ended); with ``live``, it also collects the events stored meanwhile. Removed on
+        exit (including cancellation)."""
         table = self._end_waiters if end_only else self._waiters
-        event = asyncio.Event()
+        subscription = Subscription(live)
         with self._lock:
-            table.setdefault(run_id, set()).add(event)
+            table.setdefault(run_id, set()).add(subscription)
         try:
-            yield event
+            yield subscription
         finally:
             with self._lock:
                 waiters = table.get(run_id)
                 if waiters is not None:
-                    waiters.discard(event)
+                    waiters.discard(subscription)
                     if not waiters:
                         del table[run_id]
 
@@ -69,22 +84,38 @@ class Notifier:
         """Thread-safe: wake everyone waiting on ``run_id``, for any change or its end."""
         self.notify_many((run_id,), (run_id,))
 
-    def notify_many(self, changed: Iterable[str], ended: Iterable[str] = ()) -> None:
-        """Thread-safe: wake the waiters of every run in ``changed`` and the end waiters of
-        every run in ``ended``, with one wake-up of the event loop."""
+    def notify_many(
+        self,
+        changed: Iterable[str],
+        ended: Iterable[str] = (),
+        events: Mapping[str, list[tuple[int, str, dict[str, Any]]]] | None = None,
+    ) -> None:
+        """Thread-safe: wake the waiters of every run in ``changed`` (handing live streams the
+        run's newly stored ``events``) and the end waiters of every run in ``ended``, with one
+        wake-up of the event loop."""
         loop = self._loop
+        deliveries: list[tuple[Subscription, list[Any]]] = []
         with self._lock:
-            events = [event for run_id in changed for event in self._waiters.get(run_id, ())]
-            events += [event for run_id in ended for event in self._end_waiters.get(run_id, ())]
-        if loop is None or not events or loop.is_closed():
+            for run_id in changed:
+                stored = (events or {}).get(run_id, [])
+                deliveries += [(sub, stored) for sub in self._waiters.get(run_id, ())]
+            for run_id in ended:
+                deliveries += [(sub, []) for sub in self._end_waiters.get(run_id, ())]
+        if loop is None or not deliveries or loop.is_closed():
             return
         with contextlib.suppress(RuntimeError):  # loop closed during shutdown
-            loop.call_soon_threadsafe(_set_all, events)
+            loop.call_soon_threadsafe(_deliver, deliveries)
 
 
-def _set_all(events: list[asyncio.Event]) -> None:
-    for event in events:
-        event.set()
+def _deliver(deliveries: list[tuple[Subscription, list[Any]]]) -> None:
+    for subscription, events in deliveries:
+        if subscription.live is not None:
+            subscription.live.extend(events)
+        subscription.wake.set()
+
+
+def _sse(seq: int, type_: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"id": str(seq), "event": type_, "data": json.dumps(data)}
 
 
 async def run_event_stream(
@@ -93,27 +124,54 @@ async def run_event_stream(
     """Yield SSE dicts for events of ``run_id`` with seq > ``after`` until the terminal event.
 
     Ends at once when the run had already ended at or before ``after`` (a resume past the end).
+    Live events come from memory when they continue exactly where the stream is (``seq ==
+    last + 1``); anything else (the replay, a gap, events stored outside the journal) is read
+    from the store.
     """
     last = after
-    with notifier.subscribe(run_id) as wake:
+    with notifier.subscribe(run_id, live=True) as subscription:
+        live = subscription.live
+        assert live is not None
+        read_store = True  # the replay first
         while True:
-            wake.clear()
-            # Status before events: the terminal event is stored with the status, so an ended
-            # run seen here has its terminal event among those read next or at/before ``last``.
-            run = await anyio.to_thread.run_sync(store.get_run, run_id)
-            ended = run is None or run.status in TERMINAL
-            events = await anyio.to_thread.run_sync(store.events_after, run_id, last)
-            for ev in events:
-                last = ev.seq
-                yield {"id": str(ev.seq), "event": ev.type, "data": json.dumps(ev.data)}
-                if ev.type in TERMINAL_EVENTS:
+            subscription.wake.clear()
+            while live and live[0][0] <= last:
+                live.popleft()
+            if live and live[0][0] == last + 1:
+                while live and live[0][0] == last + 1:
+                    seq, type_, data = live.popleft()
+                    last = seq
+                    yield _sse(seq, type_, data)
+                    if type_ in TERMINAL_EVENTS:
+                        return
+                continue
+            if read_store or live:  # the replay, a gap, or events stored outside the journal
+                # Status before events: the terminal event is stored with the status, so an
+                # ended run seen here has its terminal event among those read next or at or
+                # before ``last``.
+                run = await anyio.to_thread.run_sync(store.get_run, run_id)
+                ended = run is None or run.status in TERMINAL
+                events = await anyio.to_thread.run_sync(store.events_after, run_id, last)
+                for ev in events:
+                    last = ev.seq
+                    yield _sse(ev.seq, ev.type, ev.data)
+                    if ev.type in TERMINAL_EVENTS:
+                        return
+                if events:
+                    continue  # there may be more than one page
+                if ended:
                     return
-            if events:
-                continue  # there may be more than one page
-            if ended:
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=poll_seconds)
+                read_store = False
+                if live:
+                    continue  # delivered while we read
+            try:
+                await asyncio.wait_for(subscription.wake.wait(), timeout=poll_seconds)
+            except TimeoutError:
+                read_store = True  # nothing woke us: look at the store all the same
+            else:
+                # A wake-up without the next event in memory (say, a cancel stored outside
+                # the journal) is read from the store.
+                read_store = not (live and live[0][0] <= last + 1)
 
 
 async def wait_until_finished(
@@ -121,7 +179,8 @@ async def wait_until_finished(
 ) -> bool:
     """Wait until the run is terminal or ``timeout`` passes; True when it finished."""
     deadline = asyncio.get_running_loop().time() + timeout
-    with notifier.subscribe(run_id, end_only=True) as wake:
+    with notifier.subscribe(run_id, end_only=True) as subscription:
+        wake = subscription.wake
         while True:
             wake.clear()
             run = await anyio.to_thread.run_sync(store.get_run, run_id)

@@ -7,7 +7,7 @@ The database stores exactly these values: a status column holds a ``RunStatus`` 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -201,3 +201,5 @@ class JournalResult:
     created: set[str]
     claimed: Mapping[str, Any]  # run id -> the started run (a ``tables.Run``)
     at: datetime  # the batch's time: ``finished_at`` of the runs it ended
+    # The stream events the batch stored, per run, in seq order: (seq, type, data).
+    events: Mapping[str, list[tuple[int, str, dict[str, Any]]]] = field(default_factory=dict)

@@ -271,7 +271,14 @@ class SqlRunStore:
                 conn.execute(
                     self._upsert_node, [node_run_values(r, seq, w) for r, seq, w in stored]
                 )
-        return JournalResult(lost=lost, created=created, claimed=claimed, at=now)
+        stored_events: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
+        for row in sorted(events, key=lambda row: row["seq"]):
+            stored_events.setdefault(row["run_id"], []).append(
+                (row["seq"], row["type"], row["data"])
+            )
+        return JournalResult(
+            lost=lost, created=created, claimed=claimed, at=now, events=stored_events
+        )
 
     def finish_run(
         self,

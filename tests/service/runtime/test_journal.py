@@ -29,10 +29,12 @@ class Wakes:
     def __init__(self) -> None:
         self.changed: list[set[str]] = []
         self.ended: list[set[str]] = []
+        self.events: list[dict[str, list[Any]]] = []
 
-    def __call__(self, changed: Any, ended: Any) -> None:
+    def __call__(self, changed: Any, ended: Any, events: Any) -> None:
         self.changed.append(set(changed))
         self.ended.append(set(ended))
+        self.events.append(dict(events))
 
 
 @pytest.fixture
@@ -107,6 +109,8 @@ def test_events_of_many_runs_queued_together_are_stored_in_one_transaction(
     writer.stop()
     assert len(commits) == 1
     assert wakes.ended[-1] == {head.run_id for head in heads}
+    # Streams are handed exactly the events stored, in seq order.
+    assert [seq for seq, _, _ in wakes.events[-1][heads[0].run_id]] == [2, 3, 4]
     for head in heads:
         types = [e.type for e in store.events_after(head.run_id, 0)]
         assert types == ["run_started", "node_started", "node_completed", "run_succeeded"]
