@@ -66,6 +66,7 @@ class RunJournal:
     failed: BaseException | None = None
     failed_node: str | None = None  # the node whose event the database refused
     finished_at: datetime | None = None  # when its end was stored
+    on_stored: Callable[[], None] = lambda: None  # its end is stored (before any wake-up)
     ended: Future[bool] = field(default_factory=Future)
 
     def take_seq(self) -> int:
@@ -257,6 +258,14 @@ class JournalWriter:
         run_ops = [op for op in ops if isinstance(op, _Event | _End)]
         changed = {op.journal.run_id for op in run_ops} | set(result.claimed)
         ended = {op.journal.run_id for op in run_ops if isinstance(op, _End)}
+        for run_op in run_ops:  # before the wake-up: a waiter may look for what on_stored keeps
+            if isinstance(run_op, _End) and run_op.journal.run_id not in lost:
+                stored = run_op.journal
+                stored.finished_at = result.at
+                try:
+                    stored.on_stored()
+                except Exception:
+                    log.exception("the stored end of run %s was not kept", stored.run_id)
         try:
             self._on_commit(changed - lost, ended - lost, result.events)
         except Exception:
@@ -274,7 +283,6 @@ class JournalWriter:
                     if not journal.ended.done():
                         journal.ended.set_result(False)
                 elif isinstance(op, _End) and not journal.ended.done():
-                    journal.finished_at = result.at
                     journal.ended.set_result(True)
 
 

@@ -11,6 +11,7 @@ runs whose owner died (expired lease) with the journal of their completed node r
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import queue
 import threading
@@ -377,18 +378,30 @@ class RunManager:
         if head.failed is not None:
             self._fail_unstored(head, head.failed)
             return
+        if ex.run is not None and ex.rows is not None:
+            head.on_stored = functools.partial(self._keep_result, head, ex, status, output, error)
         try:
-            stored = self.journal.end(head, status, output=output, error=error).result()
+            self.journal.end(head, status, output=output, error=error).result()
         except Exception as exc:
             self._fail_unstored(head, exc)
-            return
-        if stored and ex.run is not None and ex.rows is not None:
-            view = Run(**{column: getattr(ex.run, column) for column in _RUN_COLUMNS})
-            view.status, view.output, view.finished_at = status, output, head.finished_at
-            view.error = None if error is None else error.to_dict()
-            with self._lock:
-                if head.run_id in self._watched:
-                    self._results[head.run_id] = (view, list(ex.rows.values()))
+
+    def _keep_result(
+        self,
+        head: RunJournal,
+        ex: _Execution,
+        status: RunStatus,
+        output: dict[str, Any] | None,
+        error: RunError | None,
+    ) -> None:
+        """Keep the view of a watched run as its end was stored (on the journal's thread,
+        before the wake-up that sends its waiter to ``take_result``)."""
+        assert ex.run is not None and ex.rows is not None
+        view = Run(**{column: getattr(ex.run, column) for column in _RUN_COLUMNS})
+        view.status, view.output, view.finished_at = status, output, head.finished_at
+        view.error = None if error is None else error.to_dict()
+        with self._lock:
+            if head.run_id in self._watched:
+                self._results[head.run_id] = (view, list(ex.rows.values()))
 
     def _fail_unstored(self, head: RunJournal, exc: BaseException) -> None:
         """Fail a run whose events or end could not be stored (the log keeps the detail)."""

@@ -28,11 +28,12 @@ class Subscription:
     """One waiter of a run: an event set on every change, and, for a live stream, the events
     the journal writer delivered from memory since the stream last looked (in seq order)."""
 
-    __slots__ = ("live", "wake")
+    __slots__ = ("ended", "live", "wake")
 
     def __init__(self, live: bool) -> None:
         self.wake = asyncio.Event()
         self.live: deque[tuple[int, str, dict[str, Any]]] | None = deque() if live else None
+        self.ended = False  # the journal stored the run's end (no need to read its status)
 
 
 class Notifier:
@@ -81,25 +82,29 @@ class Notifier:
             return sum(len(w) for t in tables for w in t.values())
 
     def notify(self, run_id: str) -> None:
-        """Thread-safe: wake everyone waiting on ``run_id``, for any change or its end."""
-        self.notify_many((run_id,), (run_id,))
+        """Thread-safe: wake everyone waiting on ``run_id``, for any change or its end (which
+        they then read from the store: it may or may not have ended)."""
+        self.notify_many((run_id,), (), maybe_ended=(run_id,))
 
     def notify_many(
         self,
         changed: Iterable[str],
         ended: Iterable[str] = (),
         events: Mapping[str, list[tuple[int, str, dict[str, Any]]]] | None = None,
+        maybe_ended: Iterable[str] = (),
     ) -> None:
         """Thread-safe: wake the waiters of every run in ``changed`` (handing live streams the
-        run's newly stored ``events``) and the end waiters of every run in ``ended``, with one
-        wake-up of the event loop."""
+        run's newly stored ``events``), and the end waiters of every run in ``ended`` (whose
+        end is stored) or ``maybe_ended``, with one wake-up of the event loop."""
         loop = self._loop
-        deliveries: list[tuple[Subscription, list[Any]]] = []
+        deliveries: list[tuple[Subscription, list[Any] | None]] = []
         with self._lock:
             for run_id in changed:
                 stored = (events or {}).get(run_id, [])
                 deliveries += [(sub, stored) for sub in self._waiters.get(run_id, ())]
             for run_id in ended:
+                deliveries += [(sub, None) for sub in self._end_waiters.get(run_id, ())]
+            for run_id in maybe_ended:
                 deliveries += [(sub, []) for sub in self._end_waiters.get(run_id, ())]
         if loop is None or not deliveries or loop.is_closed():
             return
@@ -107,9 +112,11 @@ class Notifier:
             loop.call_soon_threadsafe(_deliver, deliveries)
 
 
-def _deliver(deliveries: list[tuple[Subscription, list[Any]]]) -> None:
+def _deliver(deliveries: list[tuple[Subscription, list[Any] | None]]) -> None:
     for subscription, events in deliveries:
-        if subscription.live is not None:
+        if events is None:
+            subscription.ended = True
+        elif subscription.live is not None:
             subscription.live.extend(events)
         subscription.wake.set()
 
@@ -175,17 +182,26 @@ async def run_event_stream(
 
 
 async def wait_until_finished(
-    store: RunStore, notifier: Notifier, run_id: str, timeout: float
+    store: RunStore, notifier: Notifier, run_id: str, timeout: float, *, active: bool = False
 ) -> bool:
-    """Wait until the run is terminal or ``timeout`` passes; True when it finished."""
+    """Wait until the run is terminal or ``timeout`` passes; True when it finished.
+
+    ``active``: the caller knows the run has not ended yet (it just created it), so the first
+    look at the store is skipped. An end the journal stored is taken as it is, without a read.
+    """
     deadline = asyncio.get_running_loop().time() + timeout
     with notifier.subscribe(run_id, end_only=True) as subscription:
         wake = subscription.wake
+        look = not active
         while True:
             wake.clear()
-            run = await anyio.to_thread.run_sync(store.get_run, run_id)
-            if run is None or run.status in TERMINAL:
+            if subscription.ended:
                 return True
+            if look:
+                run = await anyio.to_thread.run_sync(store.get_run, run_id)
+                if run is None or run.status in TERMINAL:
+                    return True
+            look = True
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 return False

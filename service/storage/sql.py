@@ -473,8 +473,8 @@ class SqlRunStore:
 
     def count_active_runs(self) -> int:
         """The number of queued or running runs, across every process sharing the database."""
-        with self._read() as session:
-            return int(session.scalar(q.COUNT_ACTIVE_RUNS) or 0)
+        with self.read_engine.connect() as conn:  # Core: no ORM session for one number
+            return int(conn.scalar(q.COUNT_ACTIVE_RUNS) or 0)
 
 
 def _event_row(

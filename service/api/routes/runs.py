@@ -77,7 +77,10 @@ async def create_run(
     run = result.run
     if wait and run.status not in TERMINAL:
         try:
-            await wait_until_finished(store, notifier, run.id, settings.run_wait_timeout)
+            active = result.created  # just created here: not ended yet
+            await wait_until_finished(
+                store, notifier, run.id, settings.run_wait_timeout, active=active
+            )
         finally:
             ended = operations.result_of(runner, run.id)  # and stop watching it
         if ended is None:
