@@ -83,7 +83,7 @@ class Activation:
         self.stamp = stamp
         self.frames = frames
         self.epoch = epoch
-        self.slot: _Slot = (node, stamp, epoch)
+        self.slot: _Slot = node if not stamp and not epoch else (node, stamp, epoch)
         self.payload = payload
         self.is_send = is_send
         self.id = ""
@@ -103,8 +103,24 @@ class Activation:
         return NodeRecord(self.id, self.node, self.update, self.goto)
 
 
-# Where a request waits: its node, its wave counters (one per loop) and its epoch.
-_Slot = tuple[str, Stamp, int]
+# Where a request waits: its node, its wave counters (one per loop) and its epoch; just the
+# node when it lies in no loop in epoch 0 (the common case: a string hashes faster).
+_Slot = str | tuple[str, Stamp, int]
+
+
+def _node_of(slot: _Slot) -> str:
+    return slot if isinstance(slot, str) else slot[0]
+
+
+def _could_reach(topology: Topology, source: _Slot, target: _Slot) -> bool:
+    """``Topology.could_reach`` between two slots."""
+    if type(source) is str and type(target) is str:
+        return target in topology.reaches[source]
+    return topology.could_reach(*_parts(source), *_parts(target))
+
+
+def _parts(slot: _Slot) -> tuple[str, Stamp, int]:
+    return (slot, (), 0) if isinstance(slot, str) else slot
 
 
 def _by_key(act: Activation) -> tuple[int, ...]:
@@ -213,7 +229,19 @@ class RunScheduler:
         pending = self._pending
         # Provisional, for the children fired below to see whether ``act`` forks.
         act.children_to_start = count
-        plain = not self._topology.has_loops and not goto
+        topology = self._topology
+        plain = not topology.has_loops and not goto
+        plain_targets = topology.plain_targets(act.node)
+        if plain and count > 1 and not self._active and not pending:
+            if self._topology.independent_edges[act.node]:
+                # A fan-out with nothing else going on, into distinct non-joins none of which
+                # reaches another: nothing can block them, so they are ready at once.
+                for index, node in enumerate(edges):
+                    self._fire(
+                        Activation(node, (*act.key, index, 0), [act], depth, (), (), act.epoch)
+                    )
+                act.children_to_start = count
+                return
         for index, target in enumerate(routes):
             node = target.node if isinstance(target, Send) else target
             if plain:
@@ -223,6 +251,12 @@ class RunScheduler:
                 stamp: Stamp = ()
                 frames: tuple[tuple[int, ...], ...] = ()
                 epoch = act.epoch
+            elif not act.stamp and node in plain_targets:
+                # A route between nodes in no loop that starts no epoch (a Send map): no
+                # counters to carry.
+                key = act.key
+                key = (*key[:-1], key[-1] + 1) if count == 1 else (*key, index, 0)
+                stamp, frames, epoch = (), (), act.epoch
             else:
                 key, stamp, frames, epoch = self._position(act, node, index, count)
             if isinstance(target, Send):
@@ -231,7 +265,7 @@ class RunScheduler:
                 )
                 children += 1
                 continue
-            slot = (node, stamp, epoch)
+            slot: _Slot = node if not stamp and not epoch else (node, stamp, epoch)
             waiting = pending.get(slot)
             if waiting is None:
                 pending[slot] = Activation(node, key, [act], depth, stamp, frames, epoch)
@@ -314,7 +348,8 @@ class RunScheduler:
         self._fired += 1
         if self._max_runs is not None and self._fired > self._max_runs:
             raise NodeRunLimitError(act.node, self._max_runs)
-        act.id = _run_id(act.key)
+        text = ".".join(map(str, act.key))
+        act.id = text if len(text) <= _MAX_ID_LENGTH else _digest(text)
         parents = act.parents
         if len(parents) > 1:
             parents.sort(key=_by_key)
@@ -330,7 +365,8 @@ class RunScheduler:
                 anchor.holders += 1
         self._ready.append(act)
         slot = act.slot
-        self._active[slot] = self._active.get(slot, 0) + 1
+        active = self._active
+        active[slot] = active.get(slot, 0) + 1
         if self._pending:
             self._count_toward_waiting(slot, 1)
 
@@ -346,15 +382,15 @@ class RunScheduler:
 
     def _count_toward_waiting(self, slot: _Slot, change: int) -> None:
         """Add ``change`` to the blockers of every waiting request ``slot`` could reach."""
-        could_reach = self._topology.could_reach
+        topology = self._topology
         blockers = self._blockers
         if len(self._pending) == 1:
             (waiting_slot,) = self._pending
-            if could_reach(*slot, *waiting_slot):
+            if _could_reach(topology, slot, waiting_slot):
                 blockers[waiting_slot] += change
             return
-        for waiting_slot in self._slots_reached_by(slot[0]):
-            if could_reach(*slot, *waiting_slot):
+        for waiting_slot in self._slots_reached_by(_node_of(slot)):
+            if _could_reach(topology, slot, waiting_slot):
                 blockers[waiting_slot] += change
 
     def _slots_reached_by(self, node: str) -> list[_Slot]:
@@ -370,10 +406,11 @@ class RunScheduler:
     def _unqueue(self, slot: _Slot) -> None:
         del self._pending[slot]
         del self._blockers[slot]
-        slots = self._slots_of[slot[0]]
+        node = _node_of(slot)
+        slots = self._slots_of[node]
         slots.remove(slot)
         if not slots:
-            del self._slots_of[slot[0]]
+            del self._slots_of[node]
 
     def _started(self, act: Activation) -> None:
         """``act`` no longer needs its parents' states; free those no one needs any more."""
@@ -398,8 +435,10 @@ class RunScheduler:
     def _count_blockers(self, slot: _Slot) -> int:
         if not self._active:
             return 0
-        could_reach = self._topology.could_reach
-        return sum(count for active, count in self._active.items() if could_reach(*active, *slot))
+        topology = self._topology
+        return sum(
+            count for active, count in self._active.items() if _could_reach(topology, active, slot)
+        )
 
     def _fire_unblocked_joins(self) -> None:
         """Fire every waiting request that nothing active or waiting may still add to.
@@ -437,7 +476,6 @@ class RunScheduler:
     def _waits_for_other_request(self, waiting: Activation) -> bool:
         """Whether another waiting request may, once it runs, add to this one."""
         topology = self._topology
-        could_reach = topology.could_reach
         slots_of = self._slots_of
         if self._epochs:
             others = list(self._pending)
@@ -448,7 +486,7 @@ class RunScheduler:
             else:
                 others = [s for name, slots in slots_of.items() if name in reachers for s in slots]
         target = waiting.slot
-        return any(slot != target and could_reach(*slot, *target) for slot in others)
+        return any(slot != target and _could_reach(topology, slot, target) for slot in others)
 
     def _post(self, act: Activation) -> dict[str, Any]:
         if act.post is None:
@@ -496,9 +534,6 @@ class RunScheduler:
 _MAX_ID_LENGTH = 64
 
 
-def _run_id(key: tuple[int, ...]) -> str:
-    """The node-run id of a key: ``0.2.0``, or a fixed-length digest of it past 64 chars."""
-    text = ".".join(map(str, key))
-    if len(text) <= _MAX_ID_LENGTH:
-        return text
-    return "h" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+def _digest(run_id: str) -> str:
+    """A node-run id too long to keep, as a fixed-length digest (``h`` and 32 hex digits)."""
+    return "h" + hashlib.blake2b(run_id.encode(), digest_size=16).hexdigest()

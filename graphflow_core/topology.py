@@ -27,13 +27,15 @@ class Topology:
     """
 
     __slots__ = (
-        "_declared",
+        "_plain",
         "_declared_reach",
         "_reach",
         "_steps",
+        "declared",
         "edges",
         "has_loops",
         "headers",
+        "independent_edges",
         "joins",
         "loop_paths",
         "multi_header",
@@ -77,7 +79,7 @@ class Topology:
             )
             for name in order
         }
-        self._declared = {name: frozenset(targets) for name, targets in direct.items()}
+        self.declared = {name: frozenset(targets) for name, targets in direct.items()}
         self._declared_reach = declared_reach
         forest = find_loops(order, direct, entry_point)
         self.has_loops = bool(forest.loops)
@@ -108,12 +110,20 @@ class Topology:
             for reached in self.reaches[name]:
                 inverse[reached].add(name)
         self.reachers: dict[str, frozenset[str]] = {n: frozenset(r) for n, r in inverse.items()}
+        # Whether a node's edges lead to distinct non-joins none of which reaches another:
+        # such a fan-out is ready at once when nothing else is active or waiting.
+        self.independent_edges = {
+            name: len(set(targets)) == len(targets)
+            and all(t not in self.joins and self._reach[t][0].isdisjoint(targets) for t in targets)
+            for name, targets in self.edges.items()
+        }
         self.to_wildcard = frozenset(
             name
             for name in order
             if name in self.wildcards or not self.wildcards.isdisjoint(self._reach[name][0])
         )
         self._steps: dict[tuple[str, str], tuple[int, int, bool, bool]] = {}
+        self._plain: dict[str, frozenset[str]] = {}
 
     def step(self, source: str, target: str) -> tuple[int, int, bool, bool]:
         """How a route changes a node run's wave counters: ``(shared, depth, back, again)``.
@@ -134,12 +144,24 @@ class Topology:
                 break
             shared += 1
         back = shared > 0 and shared == len(target_path) and target in self.headers[target_path[-1]]
-        again = target not in self._declared[source] and (
+        again = target not in self.declared[source] and (
             target == source or source in self._declared_reach[target]
         )
         result = (shared, len(target_path), back, again)
         self._steps[(source, target)] = result
         return result
+
+    def plain_targets(self, source: str) -> frozenset[str]:
+        """The nodes ``source`` may route to without touching any wave counter: outside every
+        loop, and not upstream of it (an undeclared goto there starts an epoch)."""
+        known = self._plain.get(source)
+        if known is None:
+            known = self._plain[source] = frozenset(
+                name
+                for name in self.names
+                if not self.loop_paths[name] and not self.step(source, name)[3]
+            )
+        return known
 
     def could_reach(
         self,
