@@ -31,6 +31,8 @@ TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 TERMINAL_EVENTS = frozenset({"run_succeeded", "run_failed", "run_cancelled"})
 LOCKED = "database is locked"
 MAX_THROTTLED_RETRIES = 1000
+# How long a reader holds its first stream open waiting for the other readers to open theirs.
+ALL_OPEN_WAIT_SECONDS = 10.0
 _CONTENT_TYPES = ("text", "image", "audio", "unknown")
 
 
@@ -171,6 +173,10 @@ class LoadGenerator:
         self._readers: list[asyncio.Task[None]] = []
         self._created_ids: list[str] = []
         self._open_streams = 0
+        # Each reader keeps its first stream open until every reader has opened one, so that
+        # all ``streams`` are open at once however fast the server finishes runs.
+        self._first_opened: set[int] = set()
+        self._all_opened = asyncio.Event()
         self._deadline = 0.0
         self.result = LoadResult()
 
@@ -272,6 +278,13 @@ class LoadGenerator:
         self._open_streams += 1
         self.result.peak_open_streams = max(self.result.peak_open_streams, self._open_streams)
         try:
+            reader = id(asyncio.current_task())
+            if reader not in self._first_opened:
+                self._first_opened.add(reader)
+                if len(self._first_opened) >= self.streams:
+                    self._all_opened.set()
+                with contextlib.suppress(TimeoutError):  # bounded: a reader may find no run
+                    await asyncio.wait_for(self._all_opened.wait(), ALL_OPEN_WAIT_SECONDS)
             async for event in iter_sse(response):
                 if event.id is not None:
                     result.ids.append(event.id)
