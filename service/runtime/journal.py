@@ -1,8 +1,10 @@
 """One journal writer per process: the events of every run, committed in batches.
 
-Runs hand their node events (and their end) to ``JournalWriter`` and go on at engine speed. One
-thread drains the queue: everything waiting (up to ``max_batch`` operations) is written in one
-transaction (group commit), and only after the commit are streams woken, once per batch. So:
+Every hot write of the process goes through ``JournalWriter``: new runs (from the API), claims
+(from the run workers), node events and run ends (from the runs, which go on at engine speed
+without waiting). One thread drains the queue: everything waiting (up to ``max_batch``
+operations) is written in one transaction (group commit), so no two writers ever wait on each
+other, and only after the commit are streams woken, once per batch. So:
 
 1. An event is stored before it is announced: wake-ups follow the commit.
 2. Order holds: the queue is FIFO and batches commit in order, so a node's completion is never
