@@ -233,30 +233,24 @@ class RunScheduler:
         plain = not topology.has_loops and not goto
         plain_targets = topology.plain_targets(act.node)
         if plain and count > 1 and not self._active and not pending:
-            if self._topology.independent_edges[act.node]:
+            if topology.independent_edges[act.node]:
                 # A fan-out with nothing else going on, into distinct non-joins none of which
                 # reaches another: nothing can block them, so they are ready at once.
                 for index, node in enumerate(edges):
                     self._fire(
                         Activation(node, (*act.key, index, 0), [act], depth, (), (), act.epoch)
                     )
-                act.children_to_start = count
                 return
         for index, target in enumerate(routes):
             node = target.node if isinstance(target, Send) else target
-            if plain:
-                # Declared edges in a graph without loops: no counters to carry.
+            if not act.stamp and node in plain_targets:
+                # A route between nodes in no loop that starts no epoch (a chain, a Send map):
+                # no counters to carry.
                 key = act.key
                 key = (*key[:-1], key[-1] + 1) if count == 1 else (*key, index, 0)
                 stamp: Stamp = ()
                 frames: tuple[tuple[int, ...], ...] = ()
                 epoch = act.epoch
-            elif not act.stamp and node in plain_targets:
-                # A route between nodes in no loop that starts no epoch (a Send map): no
-                # counters to carry.
-                key = act.key
-                key = (*key[:-1], key[-1] + 1) if count == 1 else (*key, index, 0)
-                stamp, frames, epoch = (), (), act.epoch
             else:
                 key, stamp, frames, epoch = self._position(act, node, index, count)
             if isinstance(target, Send):
