@@ -1,4 +1,8 @@
-"""FastAPI dependencies: the app-wide objects created in the lifespan."""
+"""FastAPI dependencies: the app-wide objects created in the lifespan.
+
+They are ``async`` because they only read ``app.state``: FastAPI runs a plain ``def``
+dependency in the thread pool, a round trip per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -13,32 +17,32 @@ from service.runtime.streams import Notifier
 from service.settings import Settings
 
 
-def get_store(request: Request) -> ServiceStore:
+async def get_store(request: Request) -> ServiceStore:
     store: ServiceStore = request.app.state.store
     return store
 
 
-def get_catalog(request: Request) -> Catalog:
+async def get_catalog(request: Request) -> Catalog:
     catalog: Catalog = request.app.state.catalog
     return catalog
 
 
-def get_runner(request: Request) -> RunManager:
+async def get_runner(request: Request) -> RunManager:
     runner: RunManager = request.app.state.runner
     return runner
 
 
-def get_notifier(request: Request) -> Notifier:
+async def get_notifier(request: Request) -> Notifier:
     notifier: Notifier = request.app.state.notifier
     return notifier
 
 
-def get_stream_slots(request: Request) -> StreamSlots:
+async def get_stream_slots(request: Request) -> StreamSlots:
     slots: StreamSlots = request.app.state.stream_slots
     return slots
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
