@@ -1,35 +1,16 @@
-"""Configured caps of the API: active runs (429) and open event streams (503).
+"""The cap on open event streams (503 with ``Retry-After``, naming the cap and its setting).
 
-Both answer with ``Retry-After`` and name the cap and its setting in the message.
+The cap on active runs (429) is checked where runs are stored: see ``JournalBatch``.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Protocol
 
 from sse_starlette import EventSourceResponse
 from starlette.types import Receive, Scope, Send
 
-from service.errors import TooManyActiveRunsError, TooManyStreamsError
-from service.storage.base import RunStore
-
-
-class ActiveRunCounter(Protocol):
-    def count_active_runs(self) -> int: ...
-
-
-class ServiceStore(RunStore, ActiveRunCounter, Protocol):
-    """The runner's ``RunStore`` plus the read queries only the API needs."""
-
-
-def check_run_capacity(store: ActiveRunCounter, limit: int) -> None:
-    """Raise ``TooManyActiveRunsError`` when ``limit`` runs are already queued or running.
-
-    A soft cap: concurrent requests (or processes) may overshoot it by their number.
-    """
-    if store.count_active_runs() >= limit:
-        raise TooManyActiveRunsError(limit)
+from service.errors import TooManyStreamsError
 
 
 class StreamSlots:

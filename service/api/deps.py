@@ -10,15 +10,16 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.api.capacity import ServiceStore, StreamSlots
+from service.api.capacity import StreamSlots
 from service.api.catalog import Catalog
 from service.runtime.runner import RunManager
 from service.runtime.streams import Notifier
 from service.settings import Settings
+from service.storage.base import RunStore
 
 
-async def get_store(request: Request) -> ServiceStore:
-    store: ServiceStore = request.app.state.store
+async def get_store(request: Request) -> RunStore:
+    store: RunStore = request.app.state.store
     return store
 
 
@@ -47,7 +48,7 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
-StoreDep = Annotated[ServiceStore, Depends(get_store)]
+StoreDep = Annotated[RunStore, Depends(get_store)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 RunnerDep = Annotated[RunManager, Depends(get_runner)]
 NotifierDep = Annotated[Notifier, Depends(get_notifier)]

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
-from service.api.capacity import ServiceStore, check_run_capacity
 from service.api.catalog import Catalog
 from service.api.schemas import (
     NodeRunPublic,
@@ -26,10 +29,12 @@ from service.runtime.runner import RunManager
 from service.settings import Settings
 from service.storage.base import RunStore
 from service.storage.records import TERMINAL, RunStatus
-from service.storage.tables import NodeRun, Run, new_run_values
+from service.storage.tables import Run, new_run_values, values_of
 
 # Event ids are 32-bit integers in the database; larger resume points would overflow the query.
 MAX_EVENT_ID = 2**31 - 1
+# The columns a queued run's row does not set yet.
+_NOT_STARTED = {"started_at": None, "finished_at": None, "output": None, "error": None}
 
 
 @dataclass(frozen=True)
@@ -38,45 +43,53 @@ class Created:
     created: bool
 
 
-def _duration_ms(run: Run) -> float | None:
-    if run.started_at is None or run.finished_at is None:
+def _duration_ms(started_at: datetime | None, finished_at: datetime | None) -> float | None:
+    if started_at is None or finished_at is None:
         return None
-    return (run.finished_at - run.started_at).total_seconds() * 1000
+    return (finished_at - started_at).total_seconds() * 1000
 
 
-def node_run_public(row: NodeRun) -> NodeRunPublic:
+# Views are built from plain column mappings (``values_of`` for ORM rows): the runner keeps a
+# finished run's rows as dicts, and building ORM instances just to read them back is costly.
+def node_run_public(row: Mapping[str, Any]) -> NodeRunPublic:
+    error = row["error"]
     return NodeRunPublic(
-        id=row.activation_id,
-        node=row.node,
-        status=row.status,
-        attempt=row.attempt,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        duration_ms=row.duration_ms,
-        error=RunErrorPublic(**row.error) if row.error else None,
+        id=row["activation_id"],
+        node=row["node"],
+        status=row["status"],
+        attempt=row["attempt"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        duration_ms=row["duration_ms"],
+        error=RunErrorPublic(**error) if error else None,
     )
 
 
-def run_public(run: Run, nodes: list[NodeRun]) -> RunPublic:
+def run_public(run: Mapping[str, Any], nodes: Iterable[Mapping[str, Any]]) -> RunPublic:
     return RunPublic(
-        **dict(run_summary(run)),
-        input=run.input,
-        output=run.output,
+        **_summary_fields(run),
+        input=run["input"],
+        output=run["output"],
         nodes=[node_run_public(n) for n in nodes],
     )
 
 
-def run_summary(run: Run) -> RunSummaryPublic:
-    return RunSummaryPublic(
-        id=run.id,
-        graph=run.graph,
-        status=run.status,
-        created_at=run.created_at,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-        duration_ms=_duration_ms(run),
-        error=RunErrorPublic(**run.error) if run.error else None,
-    )
+def run_summary(run: Mapping[str, Any]) -> RunSummaryPublic:
+    return RunSummaryPublic(**_summary_fields(run))
+
+
+def _summary_fields(run: Mapping[str, Any]) -> dict[str, Any]:
+    error = run["error"]
+    return {
+        "id": run["id"],
+        "graph": run["graph"],
+        "status": run["status"],
+        "created_at": run["created_at"],
+        "started_at": run["started_at"],
+        "finished_at": run["finished_at"],
+        "duration_ms": _duration_ms(run["started_at"], run["finished_at"]),
+        "error": RunErrorPublic(**error) if error else None,
+    }
 
 
 def get_run(store: RunStore, run_id: uuid.UUID | str) -> RunPublic:
@@ -84,11 +97,11 @@ def get_run(store: RunStore, run_id: uuid.UUID | str) -> RunPublic:
     run = store.get_run(rid)
     if run is None:
         raise RunNotFoundError(rid)
-    return run_public(run, store.node_runs(rid))
+    return run_public(values_of(run), map(values_of, store.node_runs(rid)))
 
 
-def create_run(
-    store: ServiceStore,
+async def create_run(
+    store: RunStore,
     catalog: Catalog,
     runner: RunManager,
     settings: Settings,
@@ -104,14 +117,19 @@ def create_run(
     reusing a key for another graph or input is a conflict. Raises ``GraphNotFoundError``,
     ``InvalidInputError``, ``ConflictError`` and, when ``max_active_runs`` runs are queued or
     running, ``TooManyActiveRunsError`` (a retried key still gets its run back).
+
+    Without a key, nothing here waits on a thread: the row is stored by the journal writer's
+    next batch, which also checks the cap.
     """
     wf = catalog.get(graph)
     try:
         validated = wf.validate_input(body.input)
     except ValidationError as exc:
         raise InvalidInputError(json.loads(exc.json(include_url=False))) from exc
-    if idempotency_key is None or store.get_run_by_idempotency_key(idempotency_key) is None:
-        check_run_capacity(store, settings.max_active_runs)
+    if idempotency_key is not None:
+        existing = await run_in_threadpool(_existing_run, store, graph, validated, idempotency_key)
+        if existing is not None:
+            return Created(run=existing, created=False)
     values = new_run_values(
         run_id=str(uuid.uuid4()),
         graph=graph,
@@ -121,21 +139,34 @@ def create_run(
         owner_id=settings.owner_id,
         lease_seconds=settings.lease_seconds,
     )
-    if runner.create(values):
+    if await asyncio.wrap_future(runner.create(values)):
         if watch:
             runner.watch(values["id"])
         runner.submit(values["id"])
         # As stored: nothing to read back.
-        return Created(run=run_public(Run(**values), []), created=True)
-    existing = store.get_run_by_idempotency_key(idempotency_key or "")
+        return Created(run=run_public(values | _NOT_STARTED, []), created=True)
+    # The key was taken since we looked: that run is the answer.
+    assert idempotency_key is not None
+    existing = await run_in_threadpool(_existing_run, store, graph, validated, idempotency_key)
     if existing is None:  # pragma: no cover - the key's run was deleted in between
         raise ConflictError(f"Idempotency-Key {idempotency_key!r} is in use; retry")
+    return Created(run=existing, created=False)
+
+
+def _existing_run(
+    store: RunStore, graph: str, validated: dict[str, Any], idempotency_key: str
+) -> RunPublic | None:
+    """The run made earlier with ``idempotency_key``, or None. Raises ``ConflictError`` when
+    it was made for another graph or input."""
+    existing = store.get_run_by_idempotency_key(idempotency_key)
+    if existing is None:
+        return None
     if existing.graph != graph or existing.input != validated:
         raise ConflictError(
             f"Idempotency-Key {idempotency_key!r} was already used for run {existing.id} "
             "with a different graph or input"
         )
-    return Created(run=get_run(store, existing.id), created=False)
+    return get_run(store, existing.id)
 
 
 def result_of(runner: RunManager, run_id: str) -> RunPublic | None:
@@ -145,7 +176,7 @@ def result_of(runner: RunManager, run_id: str) -> RunPublic | None:
     if result is None:
         return None
     run, rows = result
-    return run_public(run, [NodeRun(**row) for row in rows])
+    return run_public(run, rows)
 
 
 def encode_cursor(run: Run) -> str:
@@ -182,7 +213,7 @@ def list_runs(
     rows = store.list_runs(graph=graph, status=status, limit=limit + 1, before=before)
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
-    return RunList(items=[run_summary(r) for r in page], next_cursor=next_cursor)
+    return RunList(items=[run_summary(values_of(r)) for r in page], next_cursor=next_cursor)
 
 
 def cancel_run(store: RunStore, runner: RunManager, run_id: uuid.UUID) -> RunPublic:

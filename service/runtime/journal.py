@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from service.errors import TooManyActiveRunsError
 from service.storage.records import (
     JournalBatch,
     JournalResult,
@@ -116,8 +117,10 @@ class JournalWriter:
         on_commit: Callable[[Iterable[str], Iterable[str], Mapping[str, list[Any]]], None],
         *,
         max_batch: int = 1024,
+        max_active_runs: int | None = None,
     ) -> None:
         self._store = store
+        self._max_active_runs = max_active_runs
         self._on_commit = on_commit
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
@@ -154,7 +157,8 @@ class JournalWriter:
     # -- producers (any thread) -----------------------------------------------------------
     def create(self, values: dict[str, Any]) -> Future[bool]:
         """Queue a new run (its ``runs`` row values); True once stored, False when its
-        idempotency key was taken. A storage error is the future's exception."""
+        idempotency key was taken. A storage error is the future's exception, and so is
+        ``TooManyActiveRunsError`` when ``max_active_runs`` runs are queued or running."""
         done: Future[bool] = Future()
         self._put(_Create(values, done))
         return done
@@ -222,7 +226,7 @@ class JournalWriter:
         if not ops:
             return
         try:
-            result = self._store.write_journal(_batch(ops))
+            result = self._store.write_journal(_batch(ops, self._max_active_runs))
         except Exception as exc:
             groups: dict[int, list[_Write]] = {}
             for op in ops:
@@ -247,7 +251,7 @@ class JournalWriter:
             if _run_stopped(op):
                 return
             try:
-                result = self._store.write_journal(_batch([op]))
+                result = self._store.write_journal(_batch([op], self._max_active_runs))
             except Exception as exc:
                 _fail(op, exc)
                 return
@@ -274,7 +278,11 @@ class JournalWriter:
             log.exception("waking the streams after a journal commit failed")
         for op in ops:
             if isinstance(op, _Create):
-                op.done.set_result(op.values["id"] in result.created)
+                if op.values["id"] in result.refused:
+                    assert self._max_active_runs is not None
+                    op.done.set_exception(TooManyActiveRunsError(self._max_active_runs))
+                else:
+                    op.done.set_result(op.values["id"] in result.created)
             elif isinstance(op, _Claim):
                 op.done.set_result(result.claimed.get(op.claim.run_id))
             else:
@@ -306,7 +314,7 @@ def _fail(op: _Write, exc: BaseException) -> None:
         journal.ended.set_exception(exc)
 
 
-def _batch(ops: list[_Write]) -> JournalBatch:
+def _batch(ops: list[_Write], max_active_runs: int | None) -> JournalBatch:
     events: list[tuple[str, int, NodeEventWrite]] = []
     ends: dict[str, tuple[int, RunEnd]] = {}
     heads: dict[str, tuple[str, int]] = {}
@@ -324,4 +332,11 @@ def _batch(ops: list[_Write]) -> JournalBatch:
                 events.append((run_id, op.seq, op.write))
             else:
                 ends[run_id] = (op.seq, op.end)
-    return JournalBatch(heads=heads, events=events, ends=ends, creates=creates, claims=claims)
+    return JournalBatch(
+        heads=heads,
+        events=events,
+        ends=ends,
+        creates=creates,
+        claims=claims,
+        max_active_runs=max_active_runs,
+    )

@@ -8,7 +8,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from graphflow_core import EventKind, NodeEvent
-from service.storage.records import NodeEventWrite, NodeRunStatus, RunError
+from service.storage.records import (
+    EncodedJSON,
+    NodeEventWrite,
+    NodeRunStatus,
+    RunError,
+    encode_json,
+)
 
 _EVENT_TYPES = {
     EventKind.STARTED: ("node_started", NodeRunStatus.RUNNING),
@@ -19,14 +25,6 @@ _EVENT_TYPES = {
 
 def _wall(monotonic_ts: float) -> datetime:
     return datetime.fromtimestamp(time.time() - time.monotonic() + monotonic_ts, UTC)
-
-
-def check_json(value: Any, what: str) -> None:
-    """Raise ``TypeError`` naming ``what`` when ``value`` cannot be stored as JSON."""
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{what} is not JSON serializable: {exc}") from exc
 
 
 def node_event_write(ev: NodeEvent) -> NodeEventWrite:
@@ -46,18 +44,19 @@ def node_event_write(ev: NodeEvent) -> NodeEventWrite:
     if finished is not None:
         data["finished_at"] = finished.isoformat()
         data["duration_ms"] = duration
-    if ev.kind == EventKind.COMPLETED:
-        record = ev.record().to_dict()
-        update, goto = record["update"], record["goto"]
-        check_json(update, f"update of node {ev.node!r}")
-        check_json(goto, f"goto of node {ev.node!r}")
-        data["update"] = update
-        data["goto"] = goto
-    elif ev.kind == EventKind.FAILED:
+    if ev.kind == EventKind.FAILED:
         err = ev.error or RuntimeError("unknown error")
         error = RunError(type(err).__name__, str(err), ev.node)
         data["error"] = error.to_dict()
         data["retrying"] = ev.retrying
+    encoded = json.dumps(data)  # plain strings and numbers: cannot fail
+    if ev.kind == EventKind.COMPLETED:
+        record = ev.record().to_dict()
+        update = encode_json(record["update"], f"update of node {ev.node!r}")
+        goto = encode_json(record["goto"], f"goto of node {ev.node!r}")
+        # Splice the encoded update and goto in as the last members of the event's object,
+        # exactly where json.dumps would have put them.
+        encoded = f'{encoded[:-1]}, "update": {update}, "goto": {goto}}}'
     return NodeEventWrite(
         type=type_,
         activation_id=ev.run_id,
@@ -71,5 +70,5 @@ def node_event_write(ev: NodeEvent) -> NodeEventWrite:
         update=update,
         goto=goto,
         error=error,
-        data=data,
+        data=EncodedJSON(encoded),
     )

@@ -17,18 +17,26 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from graphflow_core import NodeEvent, NodeRecord, NodeRunLimitError, RunCancelledError
 from service.runtime.journal import JournalWriter, RunJournal
 from service.runtime.leases import LeaseKeeper
-from service.runtime.node_events import check_json, node_event_write
+from service.runtime.node_events import node_event_write
 from service.runtime.registry import RegisteredWorkflow
 from service.settings import Settings
 from service.storage.base import RunStore
-from service.storage.records import LeaseRenewal, RunClaim, RunError, RunStatus, storage_failure
-from service.storage.tables import Run, node_run_values, utcnow
+from service.storage.records import (
+    LeaseRenewal,
+    RunClaim,
+    RunError,
+    RunStatus,
+    encode_json,
+    storage_failure,
+)
+from service.storage.tables import Run, node_run_values, utcnow, values_of
 
 __all__ = ["RunManager"]
 
@@ -68,7 +76,9 @@ class RunManager:
         self.workflows = workflows
         self.settings = settings
         self.notify = notify
-        self.journal = JournalWriter(store, notify_many or _one_by_one(notify))
+        self.journal = JournalWriter(
+            store, notify_many or _one_by_one(notify), max_active_runs=settings.max_active_runs
+        )
         self.owner_id = settings.owner_id
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._executions: dict[str, _Execution] = {}
@@ -76,7 +86,7 @@ class RunManager:
         # Runs a client waits for here (?wait=true), and the views of those that ended: the
         # answer comes from memory, as stored, instead of being read back.
         self._watched: set[str] = set()
-        self._results: dict[str, tuple[Run, list[dict[str, Any]]]] = {}
+        self._results: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._hurry = threading.Event()
@@ -144,20 +154,25 @@ class RunManager:
         self._hurry.set()
 
     # -- public ---------------------------------------------------------------------------
-    def create(self, values: dict[str, Any]) -> bool:
-        """Store a new run (its ``runs`` row) through the journal, batched with other writes;
-        False when its idempotency key was taken. Raises the storage error, if any."""
+    def create(self, values: dict[str, Any]) -> Future[bool]:
+        """Store a new run (its ``runs`` row) through the journal, batched with other writes.
+
+        The future is False when its idempotency key was taken; its exception is
+        ``TooManyActiveRunsError`` when ``max_active_runs`` runs are queued or running, or the
+        storage error.
+        """
         self.journal.start()
-        return self.journal.create(values).result()
+        return self.journal.create(values)
 
     def watch(self, run_id: str) -> None:
         """Keep the stored view of ``run_id`` when it ends here, for ``take_result``."""
         with self._lock:
             self._watched.add(run_id)
 
-    def take_result(self, run_id: str) -> tuple[Run, list[dict[str, Any]]] | None:
-        """The run and its node-run rows as stored when it ended here (once), or None when it
-        did not end in this process (then read it from the store); stops watching it."""
+    def take_result(self, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """The column values of the run and of its node runs as stored when it ended here
+        (once), or None when it did not end in this process (then read it from the store);
+        stops watching it."""
         with self._lock:
             self._watched.discard(run_id)
             return self._results.pop(run_id, None)
@@ -356,7 +371,7 @@ class RunManager:
             if ex.disowned:
                 return
             try:
-                check_json(output, "run output")
+                encode_json(output, "run output")
             except TypeError as exc:
                 self._end(head, RunStatus.FAILED, error=RunError.from_exception(exc), ex=ex)
             else:
@@ -396,9 +411,9 @@ class RunManager:
         """Keep the view of a watched run as its end was stored (on the journal's thread,
         before the wake-up that sends its waiter to ``take_result``)."""
         assert ex.run is not None and ex.rows is not None
-        view = Run(**{column: getattr(ex.run, column) for column in _RUN_COLUMNS})
-        view.status, view.output, view.finished_at = status, output, head.finished_at
-        view.error = None if error is None else error.to_dict()
+        view = values_of(ex.run)
+        view.update(status=status, output=output, finished_at=head.finished_at)
+        view["error"] = None if error is None else error.to_dict()
         with self._lock:
             if head.run_id in self._watched:
                 self._results[head.run_id] = (view, list(ex.rows.values()))
@@ -430,9 +445,6 @@ def _one_by_one(
             notify(run_id)
 
     return notify_many
-
-
-_RUN_COLUMNS = tuple(column.key for column in Run.__table__.columns)
 
 
 def _keep_row(rows: dict[str, dict[str, Any]], row: dict[str, Any]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
@@ -19,7 +18,7 @@ from typing import Any
 import anyio.to_thread
 
 from service.storage.base import RunStore
-from service.storage.records import TERMINAL
+from service.storage.records import TERMINAL, EventData, json_serializer
 
 TERMINAL_EVENTS = frozenset({"run_succeeded", "run_failed", "run_cancelled"})
 
@@ -32,7 +31,7 @@ class Subscription:
 
     def __init__(self, live: bool) -> None:
         self.wake = asyncio.Event()
-        self.live: deque[tuple[int, str, dict[str, Any]]] | None = deque() if live else None
+        self.live: deque[tuple[int, str, EventData]] | None = deque() if live else None
         self.ended = False  # the journal stored the run's end (no need to read its status)
 
 
@@ -90,7 +89,7 @@ class Notifier:
         self,
         changed: Iterable[str],
         ended: Iterable[str] = (),
-        events: Mapping[str, list[tuple[int, str, dict[str, Any]]]] | None = None,
+        events: Mapping[str, list[tuple[int, str, EventData]]] | None = None,
         maybe_ended: Iterable[str] = (),
     ) -> None:
         """Thread-safe: wake the waiters of every run in ``changed`` (handing live streams the
@@ -121,8 +120,8 @@ def _deliver(deliveries: list[tuple[Subscription, list[Any] | None]]) -> None:
         subscription.wake.set()
 
 
-def _sse(seq: int, type_: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"id": str(seq), "event": type_, "data": json.dumps(data)}
+def _sse(seq: int, type_: str, data: EventData) -> dict[str, Any]:
+    return {"id": str(seq), "event": type_, "data": json_serializer(data)}
 
 
 async def run_event_stream(

@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from service.storage.records import json_serializer
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Page cache per pooled connection. The OS caches the file anyway; a large private cache per
 # connection would pin tens of MB after a burst of load (SQLite's default is 2 MiB each).
@@ -28,9 +30,16 @@ def is_sqlite(url: str) -> bool:
 def make_engine(url: str, *, write: bool = True, pool_size: int = 10) -> Engine:
     """Create an engine for ``url``; for SQLite, ``write`` selects ``BEGIN IMMEDIATE``."""
     if not is_sqlite(url):
-        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        return create_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            json_serializer=json_serializer,
+        )
     engine = create_engine(
         url,
+        json_serializer=json_serializer,
         connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         pool_size=pool_size,
         max_overflow=pool_size,

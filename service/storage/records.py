@@ -6,6 +6,7 @@ The database stores exactly these values: a status column holds a ``RunStatus`` 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -19,11 +20,14 @@ from graphflow_core import NodeError
 __all__ = [
     "ACTIVE",
     "TERMINAL",
+    "EncodedJSON",
     "LeaseRenewal",
     "NodeEventWrite",
     "NodeRunStatus",
     "RunError",
     "RunStatus",
+    "encode_json",
+    "json_serializer",
     "storage_failure",
 ]
 
@@ -129,6 +133,35 @@ def storage_failure(exc: BaseException) -> SQLAlchemyError | None:
     return None
 
 
+class EncodedJSON(str):
+    """A value already encoded as JSON text: stored and streamed as it is, not encoded again.
+
+    A node's update is checked, stored in its row, in its event and sent to streams: encoding
+    it once instead of three times is a good part of the cost of storing a node run.
+    """
+
+    __slots__ = ()
+
+
+def encode_json(value: Any, what: str) -> EncodedJSON:
+    """``value`` as JSON text. Raises ``TypeError`` naming ``what`` when it is not JSON (NaN
+    and infinities included: other JSON readers reject them)."""
+    try:
+        return EncodedJSON(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} is not JSON serializable: {exc}") from exc
+
+
+def json_serializer(value: Any) -> str:
+    """The JSON columns' encoder (``create_engine(json_serializer=...)``): ``EncodedJSON``
+    passes through as it is."""
+    return value if isinstance(value, EncodedJSON) else json.dumps(value)
+
+
+# An event's payload: a mapping, or the same already encoded.
+EventData = Mapping[str, Any] | EncodedJSON
+
+
 @dataclass(frozen=True)
 class NodeEventWrite:
     """One engine node event to persist: the node-run row change plus its stream event."""
@@ -142,10 +175,10 @@ class NodeEventWrite:
     started_at: datetime
     finished_at: datetime | None
     duration_ms: float | None
-    update: dict[str, Any] | None
-    goto: list[Any] | None
+    update: EncodedJSON | None
+    goto: EncodedJSON | None
     error: RunError | None
-    data: dict[str, Any]
+    data: EventData
 
 
 @dataclass(frozen=True)
@@ -180,10 +213,12 @@ class JournalBatch:
     """Everything one transaction stores (see ``service.runtime.journal``), in this order.
 
     ``creates`` are new runs (the ``runs`` row values); a run whose idempotency key is taken
-    is not created. ``claims`` start queued runs. ``heads`` maps each run with events in the
-    batch to (its owner, its last seq in the batch): the fence and the run's new ``last_seq``.
-    ``events`` are node events with their in-memory seqs, in order; ``ends`` the runs that end
-    in this batch, with the seq of their terminal event.
+    is not created. With ``max_active_runs``, the active runs are counted once, and only as
+    many creates as fit under it are stored, in order; the rest are refused. ``claims``
+    start queued runs. ``heads`` maps each run with events in the batch to (its owner, its
+    last seq in the batch): the fence and the run's new ``last_seq``. ``events`` are node
+    events with their in-memory seqs, in order; ``ends`` the runs that end in this batch,
+    with the seq of their terminal event.
     """
 
     heads: Mapping[str, tuple[str, int]]
@@ -191,15 +226,18 @@ class JournalBatch:
     ends: Mapping[str, tuple[int, RunEnd]]
     creates: Sequence[Mapping[str, Any]] = ()
     claims: Sequence[RunClaim] = ()
+    max_active_runs: int | None = None
 
 
 @dataclass(frozen=True)
 class JournalResult:
-    """What a stored batch did: the runs found lost (fencing), created and claimed."""
+    """What a stored batch did: the runs found lost (fencing), created, refused (no room
+    under ``max_active_runs``) and claimed."""
 
     lost: set[str]
     created: set[str]
     claimed: Mapping[str, Any]  # run id -> the started run (a ``tables.Run``)
     at: datetime  # the batch's time: ``finished_at`` of the runs it ended
     # The stream events the batch stored, per run, in seq order: (seq, type, data).
-    events: Mapping[str, list[tuple[int, str, dict[str, Any]]]] = field(default_factory=dict)
+    events: Mapping[str, list[tuple[int, str, EventData]]] = field(default_factory=dict)
+    refused: set[str] = field(default_factory=set)

@@ -22,6 +22,7 @@ from service.storage import queries as q
 from service.storage.engine import is_sqlite, make_engine
 from service.storage.records import (
     ACTIVE,
+    EventData,
     JournalBatch,
     JournalResult,
     LeaseRenewal,
@@ -97,7 +98,7 @@ class SqlRunStore:
         conn: Connection | Session,
         run_id: str,
         type_: str,
-        data: dict[str, Any],
+        data: EventData,
         owner_id: str | None = None,
     ) -> int:
         """Append the run's next stream event (its seq is bumped in the same transaction).
@@ -219,10 +220,16 @@ class SqlRunStore:
         now = utcnow()
         events: list[dict[str, Any]] = []
         with self._write_conn() as conn:
+            creates, refused = list(batch.creates), set()
+            if creates and batch.max_active_runs is not None:
+                # Counted in the write transaction, once for the batch: on SQLite no other
+                # writer can start a run in between; on Postgres concurrent batches of other
+                # processes may each see the same count (a soft cap across processes).
+                active = int(conn.scalar(q.COUNT_ACTIVE_RUNS) or 0)
+                room = max(0, batch.max_active_runs - active)
+                creates, refused = creates[:room], {v["id"] for v in creates[room:]}
             created = (
-                {row.id for row in conn.execute(self._insert_run, list(batch.creates))}
-                if batch.creates
-                else set()
+                {row.id for row in conn.execute(self._insert_run, creates)} if creates else set()
             )
             claimed: dict[str, Run] = {}
             for (owner_id, lease_seconds), run_ids in _group_claims(batch.claims).items():
@@ -271,13 +278,18 @@ class SqlRunStore:
                 conn.execute(
                     self._upsert_node, [node_run_values(r, seq, w) for r, seq, w in stored]
                 )
-        stored_events: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
+        stored_events: dict[str, list[tuple[int, str, EventData]]] = {}
         for row in sorted(events, key=lambda row: row["seq"]):
             stored_events.setdefault(row["run_id"], []).append(
                 (row["seq"], row["type"], row["data"])
             )
         return JournalResult(
-            lost=lost, created=created, claimed=claimed, at=now, events=stored_events
+            lost=lost,
+            created=created,
+            claimed=claimed,
+            at=now,
+            events=stored_events,
+            refused=refused,
         )
 
     def finish_run(
@@ -471,15 +483,8 @@ class SqlRunStore:
         with self._read() as session:
             return list(session.scalars(q.events_after(run_id, after, limit)))
 
-    def count_active_runs(self) -> int:
-        """The number of queued or running runs, across every process sharing the database."""
-        with self.read_engine.connect() as conn:  # Core: no ORM session for one number
-            return int(conn.scalar(q.COUNT_ACTIVE_RUNS) or 0)
 
-
-def _event_row(
-    run_id: str, seq: int, type_: str, data: dict[str, Any], now: datetime
-) -> dict[str, Any]:
+def _event_row(run_id: str, seq: int, type_: str, data: EventData, now: datetime) -> dict[str, Any]:
     return {"run_id": run_id, "seq": seq, "type": type_, "data": data, "created_at": now}
 
 

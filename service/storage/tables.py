@@ -127,6 +127,11 @@ class RunEvent(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+def values_of(row: Base) -> dict[str, Any]:
+    """A row's column values by attribute name, as the ``*_values`` functions build them."""
+    return {attr.key: getattr(row, attr.key) for attr in row.__mapper__.column_attrs}
+
+
 def new_run_values(
     *,
     run_id: str,

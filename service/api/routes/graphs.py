@@ -14,7 +14,7 @@ router = APIRouter(
 
 
 @router.get("", operation_id="list_graphs", response_model=list[GraphSummary])
-def list_graphs(catalog: CatalogDep) -> list[GraphSummary]:
+async def list_graphs(catalog: CatalogDep) -> list[GraphSummary]:
     """List the registered graphs."""
     return catalog.summaries()
 
@@ -25,6 +25,6 @@ def list_graphs(catalog: CatalogDep) -> list[GraphSummary]:
     response_model=GraphDetail,
     responses={404: {"model": ErrorPublic}},
 )
-def get_graph(name: str, catalog: CatalogDep) -> GraphDetail:
+async def get_graph(name: str, catalog: CatalogDep) -> GraphDetail:
     """Describe one graph: nodes, edges, reducers, input schema and a mermaid diagram."""
     return catalog.detail(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Annotated, Any
 
@@ -26,6 +27,8 @@ from service.runtime.streams import run_event_stream, wait_until_finished
 from service.storage.records import TERMINAL, RunStatus
 
 router = APIRouter(tags=["runs"], route_class=StrictRoute, responses=STRICT_RESPONSES)
+# The routes are ``async`` and hand only their storage work to the thread pool: FastAPI runs a
+# plain ``def`` route in the pool and then validates its answer in the pool again.
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -71,8 +74,8 @@ async def create_run(
     idempotency_key: Annotated[str | None, Header(max_length=255, pattern=_TEXT)] = None,
 ) -> RunPublic:
     """Start a run of a graph (202), or return the run an Idempotency-Key already made (200)."""
-    result = await run_in_threadpool(
-        operations.create_run, store, catalog, runner, settings, name, body, idempotency_key, wait
+    result = await operations.create_run(
+        store, catalog, runner, settings, name, body, idempotency_key, wait
     )
     run = result.run
     if wait and run.status not in TERMINAL:
@@ -93,7 +96,7 @@ async def create_run(
 
 
 @router.get("/runs", operation_id="list_runs", response_model=RunList)
-def list_runs(
+async def list_runs(
     store: StoreDep,
     graph: Annotated[str | None, Query(max_length=200, pattern=_TEXT)] = None,
     status: RunStatus | None = None,
@@ -108,7 +111,11 @@ def list_runs(
     ] = None,
 ) -> RunList:
     """List runs newest first, paginated with an opaque cursor."""
-    return operations.list_runs(store, graph=graph, status=status, limit=limit, cursor=cursor)
+    return await run_in_threadpool(
+        functools.partial(
+            operations.list_runs, store, graph=graph, status=status, limit=limit, cursor=cursor
+        )
+    )
 
 
 @router.get(
@@ -117,9 +124,9 @@ def list_runs(
     response_model=RunPublic,
     responses={404: {"model": ErrorPublic}},
 )
-def get_run(run_id: uuid.UUID, store: StoreDep) -> RunPublic:
+async def get_run(run_id: uuid.UUID, store: StoreDep) -> RunPublic:
     """Get a run with its node runs."""
-    return operations.get_run(store, run_id)
+    return await run_in_threadpool(operations.get_run, store, run_id)
 
 
 @router.post(
@@ -128,11 +135,11 @@ def get_run(run_id: uuid.UUID, store: StoreDep) -> RunPublic:
     response_model=RunPublic,
     responses={202: {"model": RunPublic}, **_errors(404, 409)},
 )
-def cancel_run(
+async def cancel_run(
     run_id: uuid.UUID, response: Response, store: StoreDep, runner: RunnerDep
 ) -> RunPublic:
     """Cancel a run: nothing new starts and it ends cancelled (202 while it winds down)."""
-    run = operations.cancel_run(store, runner, run_id)
+    run = await run_in_threadpool(operations.cancel_run, store, runner, run_id)
     response.status_code = 200 if run.status in TERMINAL else 202
     return run
 

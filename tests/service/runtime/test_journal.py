@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, update
 
+from service.errors import TooManyActiveRunsError
 from service.runtime.journal import JournalWriter, RunJournal
 from service.storage.migrations import upgrade
 from service.storage.records import (
@@ -155,6 +156,27 @@ def test_a_taken_idempotency_key_creates_nothing_and_says_so(store: SqlRunStore)
     assert store.get_run(second["id"]) is None
     existing = store.get_run_by_idempotency_key("key-1")
     assert existing is not None and existing.id == first["id"]
+
+
+def test_creates_beyond_the_active_run_cap_are_refused_in_order_within_one_batch(
+    store: SqlRunStore, commits: list[int]
+) -> None:
+    writer = JournalWriter(store, Wakes(), max_active_runs=3)
+    writer.start()
+    assert writer.create(_values()).result(5) is True  # one active run already
+    writer.flush(5)
+    writer.stop()
+    before = len(commits)
+    writer = JournalWriter(store, Wakes(), max_active_runs=3)
+    queued = [_values() for _ in range(4)]
+    futures = [writer.create(values) for values in queued]  # queued before the writer starts
+    writer.start()
+    assert [f.exception(5) is None for f in futures] == [True, True, False, False]
+    refused = futures[2].exception()
+    assert isinstance(refused, TooManyActiveRunsError) and "limit of 3 " in str(refused)
+    writer.stop()
+    assert len(commits) == before + 1  # counted and stored in one transaction
+    assert [store.get_run(v["id"]) is not None for v in queued] == [True, True, False, False]
 
 
 def test_claiming_a_run_that_is_not_queued_gives_none(store: SqlRunStore) -> None:
