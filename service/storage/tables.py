@@ -127,6 +127,26 @@ class RunEvent(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+# The keys of ``node_run_values`` and of a ``run_events`` row, in column order.
+NODE_COLUMNS = (
+    "run_id",
+    "activation_id",
+    "node",
+    "status",
+    "attempt",
+    "parents",
+    "seq",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "update",
+    "goto",
+    "error",
+    "completed_seq",
+)
+EVENT_COLUMNS = ("run_id", "seq", "type", "data", "created_at")
+
+
 def values_of(row: Base) -> dict[str, Any]:
     """A row's column values by attribute name, as the ``*_values`` functions build them."""
     return {attr.key: getattr(row, attr.key) for attr in row.__mapper__.column_attrs}
