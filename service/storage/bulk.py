@@ -20,9 +20,6 @@ from sqlalchemy.sql.dml import Insert
 from service.storage.records import json_serializer
 from service.storage.tables import StatusType, UTCDateTime
 
-# How SQLAlchemy's SQLite dialect stores DATETIME (its default storage format).
-_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
-
 Encoder = Callable[[Any], Any]
 
 
@@ -35,12 +32,13 @@ def _status(value: StrEnum | str | None) -> str | None:
 
 
 def _sqlite_datetime(value: datetime | None) -> str | None:
-    """As ``UTCDateTime`` then SQLite's DATETIME would store it: naive UTC text."""
+    """As ``UTCDateTime`` then SQLite's DATETIME would store it: naive UTC text, always with
+    microseconds (``2026-05-01 10:00:00.000000``)."""
     if value is None:
         return None
     if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.strftime(_SQLITE_DATETIME)
+        value = (value if value.tzinfo is UTC else value.astimezone(UTC)).replace(tzinfo=None)
+    return value.isoformat(" ", "microseconds")
 
 
 def _aware_datetime(value: datetime | None) -> datetime | None:
