@@ -32,7 +32,9 @@ log = logging.getLogger("graphflow.service")
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Migrate the DB, load workflows, start the runner (resuming orphaned runs); stop it."""
     settings: Settings = app.state.settings
-    store = SqlRunStore(settings.database_url, pool_size=settings.db_pool_size)
+    store = SqlRunStore(
+        settings.database_url, pool_size=settings.db_pool_size, announce_as=settings.owner_id
+    )
     try:
         await run_in_threadpool(upgrade, store.write_engine)
         workflows = await run_in_threadpool(discover, settings.workflow_packages)

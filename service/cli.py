@@ -1,8 +1,11 @@
-"""The ``graphflow`` command: serve the API, run a graph locally, list graphs."""
+"""The ``graphflow`` command: serve the API and/or execute runs, run a graph locally, list
+graphs, migrate the database."""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import threading
 import time
 from typing import Annotated, Any
@@ -15,7 +18,7 @@ from rich.table import Table
 
 from graphflow_core import EventKind, NodeEvent
 from service.runtime.registry import RegisteredWorkflow, discover
-from service.settings import Settings
+from service.settings import Role, Settings
 from service.storage.records import RunError
 
 app = typer.Typer(
@@ -28,27 +31,27 @@ def _workflows() -> dict[str, RegisteredWorkflow]:
     return discover(Settings().workflow_packages)
 
 
-@app.command()
-def serve(
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
-) -> None:
-    """Serve the HTTP API (configured by GRAPHFLOW_* environment variables).
+Host = Annotated[str, typer.Option(help="Interface to bind.")]
+Port = Annotated[int, typer.Option(help="Port to listen on.")]
+LogLevel = Annotated[str, typer.Option(help="Log level.")]
 
-    Without GRAPHFLOW_API_KEYS it warns that the API is unauthenticated (loudly off loopback).
-    """
-    import logging
 
+def _settings(role: Role) -> Settings:
+    """The ``GRAPHFLOW_*`` settings for ``role``; exit 2 naming what is wrong."""
+    os.environ["GRAPHFLOW_ROLE"] = role.value  # also read by the app factory uvicorn imports
+    try:
+        return Settings()
+    except ValidationError as exc:
+        console.print(f"[red]invalid configuration:[/] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _serve_http(role: Role, host: str, port: int, log_level: str) -> None:
     import uvicorn
 
     from service.api.security import bind_warning
 
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        console.print(f"[red]invalid configuration:[/] {exc}")
-        raise typer.Exit(2) from exc
+    settings = _settings(role)
     config = uvicorn.Config(
         "service.app:create_app", factory=True, host=host, port=port, log_level=log_level
     )  # configures uvicorn's loggers, so the warning below is formatted like the rest
@@ -56,6 +59,72 @@ def serve(
     if warning is not None:
         logging.getLogger("uvicorn.error").warning(warning)
     uvicorn.Server(config).run()
+
+
+@app.command()
+def serve(host: Host = "127.0.0.1", port: Port = 8000, log_level: LogLevel = "info") -> None:
+    """Serve the HTTP API and execute runs, in one process (configured by GRAPHFLOW_*
+    environment variables; the only mode on SQLite).
+
+    Without GRAPHFLOW_API_KEYS it warns that the API is unauthenticated (loudly off loopback).
+    """
+    _serve_http(Role.ALL, host, port, log_level)
+
+
+@app.command()
+def api(host: Host = "127.0.0.1", port: Port = 8000, log_level: LogLevel = "info") -> None:
+    """Serve the HTTP API only: runs it creates are executed by `graphflow worker` processes
+    (Postgres only)."""
+    _serve_http(Role.API, host, port, log_level)
+
+
+@app.command()
+def worker(
+    health_file: Annotated[
+        str, typer.Option(help="Touched after every lease renewal; see `graphflow health`.")
+    ] = "/tmp/graphflow-worker.health",
+    log_level: LogLevel = "info",
+) -> None:
+    """Execute runs only, no HTTP (Postgres only): GRAPHFLOW_MAX_CONCURRENT_RUNS run slots."""
+    from service.runtime.worker import run_worker
+
+    os.environ.setdefault("GRAPHFLOW_HEALTH_FILE", health_file)
+    settings = _settings(Role.WORKER)
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
+    run_worker(settings)
+
+
+@app.command()
+def health(
+    file: Annotated[str, typer.Option(help="A worker's health file.")] = (
+        "/tmp/graphflow-worker.health"
+    ),
+    max_age: Annotated[float, typer.Option(help="Seconds since its last touch.")] = 30.0,
+) -> None:
+    """Exit 0 when a worker renewed its leases within --max-age seconds, else 1 (saying why)."""
+    try:
+        age = time.time() - os.path.getmtime(file)
+    except OSError as exc:
+        console.print(f"[red]unhealthy: no health file {file} ({exc.strerror})[/]")
+        raise typer.Exit(1) from exc
+    if age > max_age:
+        console.print(f"[red]unhealthy: last lease renewal {age:.0f} s ago (> {max_age:g} s)[/]")
+        raise typer.Exit(1)
+    console.print(f"healthy: last lease renewal {age:.1f} s ago")
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database (GRAPHFLOW_DATABASE_URL) to the latest schema, then exit."""
+    from service.storage.migrations import upgrade
+    from service.storage.sql import SqlRunStore
+
+    store = SqlRunStore(_settings(Role.ALL).database_url, pool_size=1)
+    try:
+        upgrade(store.write_engine)
+    finally:
+        store.close()
+    console.print("database is at the latest schema")
 
 
 @app.command()

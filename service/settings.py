@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from enum import StrEnum
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -15,18 +16,37 @@ def _default_owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+class Role(StrEnum):
+    """What a process does: ``all`` serves the API and executes runs (``graphflow serve``),
+    ``api`` only serves HTTP, ``worker`` only executes runs (both need Postgres)."""
+
+    ALL = "all"
+    API = "api"
+    WORKER = "worker"
+
+    @property
+    def executes(self) -> bool:
+        return self != Role.API
+
+
 class Settings(BaseSettings):
     """All knobs of the HTTP service; every field can be set as ``GRAPHFLOW_<FIELD>``."""
 
     model_config = SettingsConfigDict(env_prefix="GRAPHFLOW_", extra="ignore")
 
     database_url: str = "sqlite:///./graphflow.db"
+    role: Role = Role.ALL  # set by the command: graphflow serve | api | worker
     # Extra workflow packages (comma separated in the environment); ``workflows`` always loads.
     workflows: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     run_wait_timeout: float = Field(default=30.0, gt=0)
     max_concurrent_runs: int = Field(default=8, ge=1)
     sse_keepalive_seconds: float = Field(default=15.0, gt=0)
+    # How often streams, waits and idle workers look at the database when no notification
+    # came (jittered): the most a lost notification can cost.
+    poll_seconds: float = Field(default=1.0, gt=0)
+    # A worker touches this file after each lease renewal (its health for compose).
+    health_file: str | None = None
     lease_seconds: float = Field(default=30.0, gt=0)
     heartbeat_seconds: float | None = Field(default=None, gt=0)  # default: lease_seconds / 3
     max_recovery_attempts: int = Field(default=3, ge=0)
@@ -60,6 +80,16 @@ class Settings(BaseSettings):
                 "GRAPHFLOW_CORS_ORIGINS='*' cannot be combined with "
                 "GRAPHFLOW_CORS_ALLOW_CREDENTIALS=true: any site could make credentialed "
                 "requests; list the allowed origins explicitly"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _split_roles_need_postgres(self) -> Settings:
+        if self.role != Role.ALL and self.database_url.startswith("sqlite"):
+            raise ValueError(
+                f"graphflow {self.role.value} needs Postgres (GRAPHFLOW_DATABASE_URL="
+                "postgresql+psycopg://...): separate API and worker processes coordinate "
+                "through it. On SQLite run `graphflow serve`, which is both in one process"
             )
         return self
 

@@ -136,13 +136,15 @@ async def create_run(
         input=validated,
         max_concurrent=body.max_concurrent,
         idempotency_key=idempotency_key,
-        owner_id=settings.owner_id,
+        # Run here if this process executes runs; else by whichever worker claims it first.
+        owner_id=settings.owner_id if runner.executes else None,
         lease_seconds=settings.lease_seconds,
     )
     if await asyncio.wrap_future(runner.create(values)):
         if watch:
             runner.watch(values["id"])
-        runner.submit(values["id"])
+        if runner.executes:
+            runner.submit(values["id"])
         # As stored: nothing to read back.
         return Created(run=run_public(values | _NOT_STARTED, []), created=True)
     # The key was taken since we looked: that run is the answer.

@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
 import queue
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -26,8 +28,10 @@ from service.runtime.journal import JournalWriter, RunJournal
 from service.runtime.leases import LeaseKeeper
 from service.runtime.node_events import node_event_write
 from service.runtime.registry import RegisteredWorkflow
-from service.settings import Settings
+from service.settings import Role, Settings
+from service.storage import notices
 from service.storage.base import RunStore
+from service.storage.notices import Listener
 from service.storage.records import (
     LeaseRenewal,
     RunClaim,
@@ -76,8 +80,9 @@ class RunManager:
         self.workflows = workflows
         self.settings = settings
         self.notify = notify
+        self._wake_streams = notify_many or _one_by_one(notify)
         self.journal = JournalWriter(
-            store, notify_many or _one_by_one(notify), max_active_runs=settings.max_active_runs
+            store, self._wake_streams, max_active_runs=settings.max_active_runs
         )
         self.owner_id = settings.owner_id
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -93,6 +98,17 @@ class RunManager:
         self._stop_lock = threading.Lock()
         self._stopped = False
         self._workers: list[threading.Thread] = []
+        # Run slots: runs handed to the workers here and not finished yet.
+        self._slots_used = 0
+        # Claiming runs queued for any worker (``graphflow api`` makes them): see ``_dispatch``.
+        self.claims_queued = settings.role == Role.WORKER or (
+            settings.role == Role.ALL and not settings.database_url.startswith("sqlite")
+        )
+        self._claimed: dict[str, Run] = {}
+        self._wake_dispatch = threading.Event()
+        self._backlog = True  # queued runs may be waiting: claim when a slot frees
+        self._dispatcher: threading.Thread | None = None
+        self._listener: Listener | None = None
         self._leases = LeaseKeeper(
             store,
             self.owner_id,
@@ -109,15 +125,35 @@ class RunManager:
         """False once shutdown began: no new runs are taken."""
         return not self._stopping.is_set()
 
+    @property
+    def executes(self) -> bool:
+        """Whether this process executes runs (not ``graphflow api``)."""
+        return self.settings.role.executes
+
     def start(self) -> None:
-        """Start the workers and the lease heartbeat; resume runs orphaned by dead processes."""
+        """Start the workers, the lease heartbeat and the claims of queued runs; resume runs
+        orphaned by dead processes. With ``graphflow api``, only the journal writer (and the
+        notices of other processes) start."""
         self.journal.start()
+        if not self.settings.database_url.startswith("sqlite"):
+            self._listener = Listener(
+                self.settings.database_url, self._on_notice, on_reconnect=self._poll_now
+            )
+            self._listener.start()
+        if not self.executes:
+            return
         for i in range(self.settings.max_concurrent_runs):
             t = threading.Thread(target=self._work, name=f"graphflow-run-{i}", daemon=True)
             t.start()
             self._workers.append(t)
         self._leases.start()
+        self._touch_health_file()
         self.recover()
+        if self.claims_queued:
+            self._dispatcher = threading.Thread(
+                target=self._dispatch, name="graphflow-claims", daemon=True
+            )
+            self._dispatcher.start()
 
     def stop(self, grace_seconds: float = 5.0) -> None:
         """Drain: start nothing new, let nodes in flight finish for up to ``grace_seconds``.
@@ -131,6 +167,9 @@ class RunManager:
             if self._stopped:
                 return
             self._stopped = True
+            self._wake_dispatch.set()
+            if self._listener is not None:
+                self._listener.stop()
             for _ in self._workers:
                 self._queue.put(None)
             with self._lock:
@@ -180,6 +219,8 @@ class RunManager:
     def submit(self, run_id: str) -> None:
         """Queue a run we own for execution (ignored while stopping: its lease hands it on)."""
         if self.accepting:
+            with self._lock:
+                self._slots_used += 1
             self._queue.put(run_id)
 
     def cancel(self, run_id: str) -> bool:
@@ -198,11 +239,21 @@ class RunManager:
         return True
 
     def recover(self) -> list[str]:
-        """Take over active runs whose lease expired and queue them; return their ids."""
+        """Take over active runs whose lease expired, as many as there are free slots, and
+        queue them; return their ids. One process sweeps at a time (``recovery_turn``)."""
         taken: list[str] = []
-        if not self.accepting:
+        if not self.accepting or not self.executes:
             return taken
+        with self.store.recovery_turn() as mine:
+            if mine:
+                taken = self._take_over_expired()
+        return taken
+
+    def _take_over_expired(self) -> list[str]:
+        taken: list[str] = []
         for run_id in self.store.expired_runs(exclude_owner=self.owner_id):
+            if self._free_slots() <= 0:
+                break
             run = self.store.take_over(
                 run_id,
                 self.owner_id,
@@ -217,8 +268,77 @@ class RunManager:
             self.submit(run_id)
         return taken
 
+    # -- runs queued for any worker ---------------------------------------------------------
+    def _free_slots(self) -> int:
+        with self._lock:
+            return self.settings.max_concurrent_runs - self._slots_used
+
+    def _dispatch(self) -> None:
+        """Claim queued runs into free slots: at once when woken (a ``QUEUED`` notice, a slot
+        freed while runs were waiting), else every ``poll_seconds`` (jittered)."""
+        while not self._stopping.is_set():
+            try:
+                self._claim_into_free_slots()
+            except Exception:
+                log.exception("claiming queued runs failed; trying again")
+            self._wake_dispatch.wait(self.settings.poll_seconds * random.uniform(0.5, 1.0))
+            self._wake_dispatch.clear()
+
+    def _claim_into_free_slots(self) -> None:
+        while self.accepting:
+            free = self._free_slots()
+            if free <= 0:
+                return  # a finishing run wakes us
+            runs = self.store.claim_next(self.owner_id, self.settings.lease_seconds, free)
+            self._backlog = len(runs) == free  # a full claim: more may be waiting
+            for run in runs:
+                with self._lock:
+                    self._claimed[run.id] = run
+                self.notify(run.id)
+                self.submit(run.id)
+            if not self._backlog:
+                return
+
+    def _poll_now(self) -> None:
+        self._backlog = True
+        self._wake_dispatch.set()
+
+    def _on_notice(self, channel: str, payload: str) -> None:
+        """A notice from another process (``service.storage.notices``): a hint to look."""
+        if channel == notices.QUEUED:
+            if self.claims_queued:
+                self._poll_now()
+        elif channel == notices.CANCEL:
+            self._cancel_if_requested(payload)
+        elif channel == notices.CHANGED:
+            origin, changed, ended = notices.parse_changed(payload)
+            if origin != self.owner_id:  # our own changes woke our streams already
+                self._wake_streams(changed, (), {})
+                for run_id in ended:
+                    self.notify(run_id)  # streams and waiters read its end from the store
+
+    def _cancel_if_requested(self, run_id: str) -> None:
+        with self._lock:
+            ex = self._executions.get(run_id)
+        if ex is None:
+            return
+        run = self.store.get_run(run_id)
+        if run is not None and run.cancel_requested:
+            ex.by_user = True
+            ex.cancel.set()
+
+    def _touch_health_file(self) -> None:
+        path = self.settings.health_file
+        if path is not None:
+            try:
+                with open(path, "a"):
+                    os.utime(path)
+            except OSError:
+                log.exception("could not touch the health file %s", path)
+
     # -- leases ---------------------------------------------------------------------------
     def _on_renewal(self, renewal: LeaseRenewal) -> None:
+        self._touch_health_file()
         with self._lock:
             executions = list(self._executions.items())
         for run_id, ex in executions:
@@ -251,6 +371,11 @@ class RunManager:
                 self.execute(run_id)
             except Exception:
                 log.exception("run %s crashed the runner", run_id)
+            finally:
+                with self._lock:
+                    self._slots_used -= 1
+                if self._backlog:
+                    self._wake_dispatch.set()
 
     def execute(self, run_id: str) -> None:
         """Run ``run_id`` to its end (or until we stop or lose it) in the calling thread."""
@@ -262,8 +387,11 @@ class RunManager:
             self._executions[run_id] = ex
         timer = None
         try:
-            claim = RunClaim(run_id, self.owner_id, self.settings.lease_seconds)
-            run = self.journal.claim(claim).result()  # the writer wakes its streams
+            with self._lock:
+                run = self._claimed.pop(run_id, None)  # claimed by ``_dispatch``
+            if run is None:
+                claim = RunClaim(run_id, self.owner_id, self.settings.lease_seconds)
+                run = self.journal.claim(claim).result()  # the writer wakes its streams
             if run is None:  # not queued: a run of ours to resume, or not ours at all
                 run = self.store.claim_run(run_id, self.owner_id, self.settings.lease_seconds)
                 if run is None:

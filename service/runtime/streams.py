@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
@@ -171,7 +172,9 @@ async def run_event_stream(
                 if live:
                     continue  # delivered while we read
             try:
-                await asyncio.wait_for(subscription.wake.wait(), timeout=poll_seconds)
+                # Jittered: streams of one moment do not all read the store at once.
+                timeout = poll_seconds * random.uniform(0.5, 1.0)
+                await asyncio.wait_for(subscription.wake.wait(), timeout=timeout)
             except TimeoutError:
                 read_store = True  # nothing woke us: look at the store all the same
             else:
@@ -181,12 +184,20 @@ async def run_event_stream(
 
 
 async def wait_until_finished(
-    store: RunStore, notifier: Notifier, run_id: str, timeout: float, *, active: bool = False
+    store: RunStore,
+    notifier: Notifier,
+    run_id: str,
+    timeout: float,
+    *,
+    active: bool = False,
+    poll_seconds: float = 1.0,
 ) -> bool:
     """Wait until the run is terminal or ``timeout`` passes; True when it finished.
 
     ``active``: the caller knows the run has not ended yet (it just created it), so the first
     look at the store is skipped. An end the journal stored is taken as it is, without a read.
+    Without a wake-up, the store is read every ``poll_seconds`` (a run executed elsewhere
+    whose notice was lost).
     """
     deadline = asyncio.get_running_loop().time() + timeout
     with notifier.subscribe(run_id, end_only=True) as subscription:
@@ -205,4 +216,4 @@ async def wait_until_finished(
             if remaining <= 0:
                 return False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=min(remaining, 1.0))
+                await asyncio.wait_for(wake.wait(), timeout=min(remaining, poll_seconds))

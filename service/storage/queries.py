@@ -23,6 +23,7 @@ __all__ = [
     "END_RUN",
     "INSERT_EVENT",
     "INSERT_RUN",
+    "NEXT_QUEUED",
     "OWNED_ACTIVE",
     "SET_LAST_SEQ",
     "events_after",
@@ -65,6 +66,19 @@ CLAIM_QUEUED = (
     .returning(*_runs.c)
 )
 """Start every queued run of ``run_ids`` under one owner; the rows of those started."""
+
+NEXT_QUEUED = (
+    select(_runs.c.id)
+    .where(
+        _runs.c.status == RunStatus.QUEUED,
+        or_(_runs.c.owner_id.is_(None), _runs.c.lease_expires_at < bindparam("now")),
+    )
+    .order_by(_runs.c.created_at)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+"""Up to ``limit`` queued runs nobody holds (no owner, or its lease expired), oldest first;
+Postgres skips the rows other claimers have locked (SQLite has one writer at a time)."""
 
 OWNED_ACTIVE = (
     select(_runs.c.id)
@@ -161,17 +175,19 @@ def list_runs(
 
 
 def expired_runs(now: datetime, exclude_owner: str | None) -> Select[str]:
-    """Ids of active runs whose lease expired before ``now``, oldest first."""
+    """Ids of active runs whose lease expired before ``now``, oldest first. Runs queued for
+    any worker (no owner) are not among them: workers claim those (``NEXT_QUEUED``)."""
     stmt = (
         select(Run.id)
         .where(
             Run.status.in_(ACTIVE),
+            Run.owner_id.is_not(None),
             or_(Run.lease_expires_at.is_(None), Run.lease_expires_at < now),
         )
         .order_by(Run.created_at)
     )
     if exclude_owner is not None:
-        stmt = stmt.where(or_(Run.owner_id.is_(None), Run.owner_id != exclude_owner))
+        stmt = stmt.where(Run.owner_id != exclude_owner)
     return stmt
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import LeaseLostError
+from service.storage import notices
 from service.storage import queries as q
 from service.storage.bulk import BulkInsert
 from service.storage.engine import is_sqlite, make_engine
@@ -44,13 +45,19 @@ from service.storage.tables import (
     utcnow,
 )
 
+# The session advisory lock of the recovery sweep ("gfrecov"): one process sweeps at a time.
+_RECOVERY_LOCK = {"key": 0x6766_7265_636F_76}
+
 
 class SqlRunStore:
     """``RunStore`` on SQLAlchemy (SQLite or Postgres)."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, announce_as: str | None = None) -> None:
+        """``announce_as``: on Postgres, tell other processes of every change this store
+        commits (``service.storage.notices``), as coming from this process."""
         self.url = url
         self.sqlite = is_sqlite(url)
+        self._origin = None if self.sqlite else announce_as
         self.write_engine: Engine = make_engine(url, write=True, pool_size=pool_size)
         self.read_engine: Engine = (
             make_engine(url, write=False, pool_size=pool_size) if self.sqlite else self.write_engine
@@ -107,6 +114,14 @@ class SqlRunStore:
         """A Core connection in a write transaction: the hot path skips the ORM's overhead."""
         with self._lock, self.write_engine.begin() as conn:
             yield conn
+
+    def _announce(
+        self, conn: Connection, changed: Iterable[str], ended: Iterable[str] = ()
+    ) -> None:
+        """Tell the other processes (on commit) that these runs changed or ended."""
+        if self._origin is not None:
+            for payload in notices.changed_payloads(self._origin, changed, ended):
+                notices.send(conn, notices.CHANGED, payload)
 
     @staticmethod
     def _add_event(
@@ -289,6 +304,12 @@ class SqlRunStore:
             events.extend(_event_row(r, seq, w.type, w.data, now) for r, seq, w in stored)
             self._bulk_events.execute(conn, events)
             self._bulk_nodes.execute(conn, (node_run_values(r, seq, w) for r, seq, w in stored))
+            if self._origin is not None:
+                ended_ids = {str(end["run_id"]) for end in ends}
+                changed_ids = (held | set(claimed)) - ended_ids
+                self._announce(conn, changed_ids, ended_ids)
+                if any(v["owner_id"] is None for v in creates if v["id"] in created):
+                    notices.send(conn, notices.QUEUED)
         stored_events: dict[str, list[tuple[int, str, EventData]]] = {}
         for row in sorted(events, key=lambda row: row["seq"]):
             stored_events.setdefault(row["run_id"], []).append(
@@ -362,15 +383,54 @@ class SqlRunStore:
         if started_at is None:
             return None
         data = _terminal_data(status, now, started_at[0], output, error_json)
-        return self._add_event(conn, run_id, f"run_{status}", data)
+        seq = self._add_event(conn, run_id, f"run_{status}", data)
+        self._announce(conn, (), (run_id,))
+        return seq
 
     def request_cancel(self, run_id: str) -> None:
-        with self._write() as session:
-            session.execute(
+        """Flag an active run for cancelling; its owner sees the flag at its next lease
+        renewal, or at once through a ``CANCEL`` notice on Postgres."""
+        with self._write_conn() as conn:
+            conn.execute(
                 update(Run)
                 .where(Run.id == run_id, Run.status.in_(ACTIVE))
                 .values(cancel_requested=True)
             )
+            if not self.sqlite:
+                notices.send(conn, notices.CANCEL, run_id)
+
+    def claim_next(self, owner_id: str, lease_seconds: float, limit: int) -> list[Run]:
+        """Start up to ``limit`` queued runs that no live process holds, oldest first, each
+        with its ``run_started`` event.
+
+        On Postgres the rows are picked with ``FOR UPDATE SKIP LOCKED``: workers claiming at
+        the same time take different runs and never wait for each other.
+        """
+        now = utcnow()
+        with self._write_conn() as conn:
+            run_ids = list(conn.scalars(q.NEXT_QUEUED, {"now": now, "limit": limit}))
+            if not run_ids:
+                return []
+            started = _claim_queued(conn, run_ids, owner_id, lease_seconds, now)
+            self._bulk_events.execute(conn, [event for _, event in started])
+            self._announce(conn, [run.id for run, _ in started])
+            return [run for run, _ in started]
+
+    @contextlib.contextmanager
+    def recovery_turn(self) -> Iterator[bool]:
+        """Whether this process may sweep for expired leases now: on Postgres, one process at
+        a time (a session advisory lock held for the block); always on SQLite."""
+        if self.sqlite:
+            yield True
+            return
+        with self.write_engine.connect() as conn:
+            taken = bool(conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), _RECOVERY_LOCK))
+            try:
+                yield taken
+            finally:
+                if taken:
+                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), _RECOVERY_LOCK)
+                    conn.commit()
 
     # -- leases and recovery --------------------------------------------------------------
     def heartbeat(self, owner_id: str, lease_seconds: float) -> LeaseRenewal:

@@ -159,10 +159,11 @@ def new_run_values(
     input: dict[str, Any],
     max_concurrent: int | None,
     idempotency_key: str | None,
-    owner_id: str,
+    owner_id: str | None,
     lease_seconds: float,
 ) -> dict[str, Any]:
-    """The ``runs`` row of a new, queued run (its creator holds its lease)."""
+    """The ``runs`` row of a new, queued run: its creator holds its lease, or, without an
+    ``owner_id``, any worker may claim it."""
     now = utcnow()
     return {
         "id": run_id,
@@ -173,7 +174,7 @@ def new_run_values(
         "idempotency_key": idempotency_key,
         "created_at": now,
         "owner_id": owner_id,
-        "lease_expires_at": now + timedelta(seconds=lease_seconds),
+        "lease_expires_at": None if owner_id is None else now + timedelta(seconds=lease_seconds),
         "recovery_attempts": 0,
         "cancel_requested": False,
         "last_seq": 0,

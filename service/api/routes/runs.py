@@ -82,7 +82,12 @@ async def create_run(
         try:
             active = result.created  # just created here: not ended yet
             await wait_until_finished(
-                store, notifier, run.id, settings.run_wait_timeout, active=active
+                store,
+                notifier,
+                run.id,
+                settings.run_wait_timeout,
+                active=active,
+                poll_seconds=settings.poll_seconds,
             )
         finally:
             ended = operations.result_of(runner, run.id)  # and stop watching it
@@ -179,7 +184,7 @@ async def stream_run_events(
     start = operations.event_start(last_event_id, after)
     slot = slots.acquire()
     return SlotEventSourceResponse(
-        run_event_stream(store, notifier, rid, start, settings.sse_keepalive_seconds),
+        run_event_stream(store, notifier, rid, start, settings.poll_seconds),
         slot=slot,
         ping=settings.sse_keepalive_seconds,
         headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"},
