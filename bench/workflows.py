@@ -1,8 +1,9 @@
 """Graphs only the service benchmark runs, loaded with ``GRAPHFLOW_WORKFLOWS=bench.workflows``.
 
-``bench/service_bench.py`` starts its servers with this module on the workflow path. The imports
-are the long-standing ones (``graphflow_core`` and ``service.registry``), so the same module also
-loads into a server run from an older checkout (``service_bench.py --repo PATH``).
+``bench/service_bench.py`` and ``bench/scaleout.py`` start their processes with this module on
+the workflow path. The imports are the long-standing ones (``graphflow_core`` and
+``service.registry``), so the same module also loads into a server run from an older checkout
+(``service_bench.py --repo PATH``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from service.registry import workflow
 
 WIDE_MAP = "bench_wide_map"
 SSE_CHAIN = "bench_sse_chain"
+SLEEP_CHAIN = "bench_sleep_chain"
 
 
 class WideMapInput(BaseModel):
@@ -74,4 +76,23 @@ def sse_chain() -> StateGraph:
     graph = StateGraph(state_reducers={"trace": "extend"})
     graph.add_node("a", _sleeper("a")).add_node("b", _sleeper("b")).add_node("c", _sleeper("c"))
     graph.add_edge("a", "b").add_edge("b", "c").set_entry_point("a")
+    return graph
+
+
+class SleepChainInput(BaseModel):
+    """Input of ``bench_sleep_chain``: how long each node sleeps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    delay: float = Field(0.05, ge=0, le=5, description="Seconds each node sleeps.")
+
+
+@workflow(SLEEP_CHAIN, input_model=SleepChainInput)
+def sleep_chain() -> StateGraph:
+    """s1 -> s2 -> s3 -> s4, each sleeping ``delay`` seconds: a run holds its slot for about
+    ``4 * delay`` while costing little CPU, so runs/s is bound by run slots (``scaleout.py``)."""
+    graph = StateGraph(state_reducers={"trace": "extend"})
+    for name in ("s1", "s2", "s3", "s4"):
+        graph.add_node(name, _sleeper(name))
+    graph.add_edge("s1", "s2").add_edge("s2", "s3").add_edge("s3", "s4").set_entry_point("s1")
     return graph

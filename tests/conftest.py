@@ -112,7 +112,16 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
 class LiveServer:
     """A real uvicorn process serving ``create_app`` on a loopback port."""
 
-    def __init__(self, database_url: str, log_path: Path, *, cli: bool = False, **env: str) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        log_path: Path,
+        *,
+        cli: bool = False,
+        command: str = "serve",
+        **env: str,
+    ) -> None:
+        """``cli``: start ``graphflow <command>`` (``serve`` or ``api``) instead of uvicorn."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -122,7 +131,7 @@ class LiveServer:
                 sys.executable,
                 "-m",
                 "service.cli",
-                "serve",
+                command,
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -181,6 +190,68 @@ class LiveServer:
                 self.proc.kill()
                 self.proc.wait(10)
         self._log.close()
+
+
+class WorkerProcess:
+    """A real ``graphflow worker`` process; ``ready`` once its health file exists."""
+
+    def __init__(self, database_url: str, log_path: Path, **env: str) -> None:
+        self.log_path = log_path
+        self.health_file = log_path.with_suffix(".health")
+        self._log = open(log_path, "ab")
+        cmd = [sys.executable, "-m", "service.cli", "worker", "--log-level", "warning"]
+        cmd += ["--health-file", str(self.health_file)]
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=server_env(database_url, **env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while not self.health_file.exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start:\n{self.log()}")
+            time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Factory starting ``graphflow worker`` processes; all are stopped at teardown."""
+    workers: list[WorkerProcess] = []
+
+    def start(database_url: str, **env: str) -> WorkerProcess:
+        worker = WorkerProcess(database_url, tmp_path / f"worker-{len(workers)}.log", **env)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
 
 
 @pytest.fixture

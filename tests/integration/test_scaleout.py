@@ -1,0 +1,267 @@
+"""One ``graphflow api`` and several ``graphflow worker`` processes on one Postgres database."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, LiveServer, WorkerProcess, fresh_postgres_database, server_env
+from tests.integration.durability import (
+    DURABLE_WORKFLOWS,
+    create_run,
+    durable_env,
+    open_store,
+    read_completions,
+    wait_terminal,
+)
+from tests.integration.durable_workflows import BRANCHES, CHAIN
+from tests.service.api.test_routes_runs import parse_sse
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+# Streams, waits and idle workers look at the database this rarely: what happens within
+# seconds below was woken by a notice.
+NO_POLLING = {"GRAPHFLOW_POLL_SECONDS": "30"}
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    with fresh_postgres_database() as url:
+        yield url
+
+
+def _pid_of(owner_id: str | None) -> int:
+    """The process id in an owner id (``host:pid:nonce``)."""
+    assert owner_id is not None
+    return int(owner_id.split(":")[-2])
+
+
+def test_an_api_and_two_workers_run_200_mixed_runs_each_node_once(
+    postgres_url: str,
+    tmp_path: Path,
+    start_server: Callable[..., LiveServer],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    counter = tmp_path / "completions"
+    env = durable_env(counter, lease=5.0, GRAPHFLOW_MAX_CONCURRENT_RUNS="4")
+    api = start_server(postgres_url, cli=True, command="api", **env)
+    workers = [start_worker(postgres_url, **env) for _ in range(2)]
+    tags = {}
+    for i in range(200):
+        tag = f"r{i:03d}"
+        if i % 2:
+            tags[create_run(api.url, "fan_out_20", {"tag": tag, "delay": 0.002})] = tag
+        else:
+            tags[create_run(api.url, "steady_chain", {"tag": tag, "delay": 0.002})] = tag
+    with open_store(postgres_url) as store:
+        runs = [wait_terminal(store, run_id, timeout=120) for run_id in tags]
+    assert Counter(run.status for run in runs) == {"succeeded": 200}
+    executed_by = {_pid_of(run.owner_id) for run in runs}
+    assert executed_by == {w.pid for w in workers}  # both took runs; the api none
+    done = Counter((c.tag, c.node) for c in read_completions(counter))
+    expected = {
+        (tag, node)
+        for i, tag in enumerate(tags.values())
+        for node in (["start", *BRANCHES, "join"] if i % 2 else CHAIN)
+    }
+    assert set(done) == expected
+    assert [key for key, times in done.items() if times > 1] == []  # no node ran twice
+    pids = Counter(c.pid for c in read_completions(counter))
+    assert set(pids) == executed_by
+
+
+def test_a_worker_runs_no_more_runs_at_once_than_its_slots(
+    postgres_url: str,
+    tmp_path: Path,
+    start_server: Callable[..., LiveServer],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    env = durable_env(tmp_path / "completions", lease=5.0, GRAPHFLOW_MAX_CONCURRENT_RUNS="2")
+    api = start_server(postgres_url, cli=True, command="api", **env)
+    run_ids = [
+        create_run(api.url, "steady_chain", {"tag": f"t{i}", "delay": 0.02}) for i in range(8)
+    ]
+    start_worker(postgres_url, **env)
+    peak = 0
+    with open_store(postgres_url) as store:
+        deadline = time.monotonic() + 60
+        while True:
+            statuses = Counter(
+                r.status for r in store.list_runs(graph=None, status=None, limit=20, before=None)
+            )
+            peak = max(peak, statuses["running"])
+            if statuses["succeeded"] == len(run_ids):
+                break
+            assert time.monotonic() < deadline, statuses
+            time.sleep(0.01)
+    assert peak == 2
+
+
+def test_a_killed_worker_s_runs_finish_on_the_other_worker(
+    postgres_url: str,
+    tmp_path: Path,
+    start_server: Callable[..., LiveServer],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    counter = tmp_path / "completions"
+    env = durable_env(counter, lease=1.0, GRAPHFLOW_MAX_CONCURRENT_RUNS="2")
+    api = start_server(postgres_url, cli=True, command="api", **env)
+    doomed = start_worker(postgres_url, **env)
+    run_ids = [
+        create_run(api.url, "steady_chain", {"tag": f"k{i}", "delay": 0.15}) for i in range(2)
+    ]
+    with open_store(postgres_url) as store:
+        deadline = time.monotonic() + 20
+        while len({c.tag for c in read_completions(counter)}) < 2:  # both mid-run
+            assert time.monotonic() < deadline, doomed.log()
+            time.sleep(0.02)
+        doomed.kill()
+        survivor = start_worker(postgres_url, **env)
+        runs = [wait_terminal(store, run_id, timeout=60) for run_id in run_ids]
+        assert [run.status for run in runs] == ["succeeded", "succeeded"]
+        assert {_pid_of(run.owner_id) for run in runs} == {survivor.pid}
+        interrupted = {}
+        for run in runs:
+            resumed = [e for e in store.events_after(run.id, 0, 1000) if e.type == "run_resumed"]
+            assert len(resumed) == 1
+            interrupted[run.id] = {n["node"] for n in resumed[0].data["interrupted"]}
+    by_node: dict[tuple[str, str], list[int]] = {}
+    for c in read_completions(counter):
+        by_node.setdefault((c.tag, c.node), []).append(c.pid)
+    for i, run_id in enumerate(run_ids):
+        pids = {node: by_node[(f"k{i}", node)] for node in CHAIN}
+        # Only a node in flight at the kill may run again (it had not been recorded).
+        again = {node for node, p in pids.items() if len(p) > 1}
+        assert again <= interrupted[run_id], pids
+        assert all(len(p) <= 2 for p in pids.values()), pids
+        assert {p[0] for p in pids.values()} == {doomed.pid, survivor.pid}  # resumed, not redone
+
+
+def test_a_stream_from_the_api_sees_every_event_of_a_run_a_worker_executes(
+    postgres_url: str,
+    tmp_path: Path,
+    start_server: Callable[..., LiveServer],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    env = durable_env(tmp_path / "completions", lease=5.0, **NO_POLLING)
+    api = start_server(postgres_url, cli=True, command="api", **env)
+    start_worker(postgres_url, **env)
+    run_id = create_run(api.url, "fan_out_20", {"tag": "s", "delay": 0.01})
+    received_at: list[float] = []
+    with httpx.stream("GET", f"{api.url}/runs/{run_id}/events", timeout=30) as response:
+        body = ""
+        for chunk in response.iter_text():
+            body += chunk
+            received_at.append(time.time())
+    events = parse_sse(body)
+    seqs = [int(e["id"]) for e in events]
+    assert seqs == list(range(1, len(seqs) + 1))  # no gap, no duplicate
+    assert events[-1]["event"] == "run_succeeded"
+    with open_store(postgres_url) as store:
+        stored = store.events_after(run_id, 0, 1000)
+    assert [(e.seq, e.type) for e in stored] == [(int(e["id"]), e["event"]) for e in events]
+    assert received_at[-1] - received_at[0] < 5  # woken by notices: polls are 15-30 s apart
+
+
+def test_cancel_through_the_api_stops_a_run_on_a_worker_at_once(
+    postgres_url: str,
+    tmp_path: Path,
+    start_server: Callable[..., LiveServer],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    counter = tmp_path / "completions"
+    # Heartbeats 10 s apart: only the notice can deliver the cancel within the bound below.
+    env = durable_env(counter, lease=30.0, GRAPHFLOW_HEARTBEAT_SECONDS="10", **NO_POLLING)
+    api = start_server(postgres_url, cli=True, command="api", **env)
+    start_worker(postgres_url, **env)
+    run_id = create_run(api.url, "steady_chain", {"tag": "c", "delay": 0.3})
+    deadline = time.monotonic() + 15
+    while not read_completions(counter):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    asked = time.monotonic()
+    assert httpx.post(f"{api.url}/runs/{run_id}/cancel").status_code == 202
+    with open_store(postgres_url) as store:
+        run = wait_terminal(store, run_id, timeout=10)
+    assert run.status == "cancelled"
+    assert time.monotonic() - asked < 3
+    assert len(read_completions(counter)) < len(CHAIN)
+
+
+def test_a_run_waited_for_through_the_api_answers_when_a_worker_ends_it(
+    postgres_url: str,
+    tmp_path: Path,
+    start_server: Callable[..., LiveServer],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    env = durable_env(tmp_path / "completions", lease=5.0, **NO_POLLING)
+    api = start_server(postgres_url, cli=True, command="api", **env)
+    start_worker(postgres_url, **env)
+    time.sleep(0.3)  # the worker is idle: only the creation's notice can wake it in time
+    started = time.monotonic()
+    response = httpx.post(
+        f"{api.url}/graphs/steady_chain/runs?wait=true",
+        json={"input": {"tag": "w", "delay": 0.01}},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "succeeded"
+    assert [n["node"] for n in body["nodes"]] == CHAIN
+    assert time.monotonic() - started < 3
+
+
+def test_runs_created_with_no_worker_wait_queued_until_one_starts(
+    postgres_url: str,
+    tmp_path: Path,
+    start_server: Callable[..., LiveServer],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    env = durable_env(tmp_path / "completions", lease=5.0)
+    api = start_server(postgres_url, cli=True, command="api", **env)
+    run_id = create_run(api.url, "steady_chain", {"tag": "q", "delay": 0.001})
+    time.sleep(0.5)
+    assert httpx.get(f"{api.url}/runs/{run_id}").json()["status"] == "queued"
+    start_worker(postgres_url, **env)
+    with open_store(postgres_url) as store:
+        assert wait_terminal(store, run_id, timeout=20).status == "succeeded"
+
+
+@pytest.mark.parametrize("command", ["api", "worker"])
+def test_api_and_worker_refuse_sqlite_naming_serve(command: str, tmp_path: Path) -> None:
+    env = server_env(f"sqlite:///{tmp_path / 'g.db'}", GRAPHFLOW_WORKFLOWS=DURABLE_WORKFLOWS)
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", command],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    output = " ".join((done.stdout + done.stderr).split())
+    assert f"graphflow {command} needs Postgres" in output
+    assert "graphflow serve" in output
+
+
+def test_a_worker_stops_on_sigterm_and_its_health_file_goes_stale(
+    postgres_url: str, tmp_path: Path, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    env = durable_env(tmp_path / "completions", lease=1.0)
+    worker = start_worker(postgres_url, **env)
+    health = [sys.executable, "-m", "service.cli", "health", "--file", str(worker.health_file)]
+    fresh = subprocess.run([*health, "--max-age", "5"], cwd=ROOT, capture_output=True, text=True)
+    assert fresh.returncode == 0, fresh.stdout
+    worker.proc.terminate()
+    assert worker.proc.wait(10) == 0
+    time.sleep(0.5)  # no renewals any more: the file's age only grows
+    stale = subprocess.run([*health, "--max-age", "0.4"], cwd=ROOT, capture_output=True, text=True)
+    assert stale.returncode == 1
+    assert "unhealthy: last lease renewal" in stale.stdout
