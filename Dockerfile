@@ -1,4 +1,7 @@
-# GraphFlow HTTP service. Build: docker build -t graphflow .   Run: see docker-compose.yml.
+# GraphFlow. Build: docker build -t graphflow .   Run: see docker-compose.yml.
+# One image serves every role: graphflow serve (the default: API and worker in one process),
+# graphflow api, graphflow worker and graphflow migrate. Run as a worker, override the
+# HEALTHCHECK below with `graphflow health` (docker-compose.yml does).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

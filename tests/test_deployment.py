@@ -136,12 +136,18 @@ def test_dockerfile_healthcheck_queries_healthz_with_urllib() -> None:
     assert "http://127.0.0.1:8000/healthz" in healthcheck
 
 
-def test_compose_defines_graphflow_and_postgres(compose: dict[str, Any]) -> None:
+ROLES = ("migrate", "api", "worker")
+
+
+def test_compose_defines_postgres_a_migration_an_api_and_workers(compose: dict[str, Any]) -> None:
     services = compose["services"]
 
-    assert set(services) == {"graphflow", "postgres"}
+    assert set(services) == {"postgres", *ROLES}
     assert services["postgres"]["image"] == "postgres:16-alpine"
-    assert services["graphflow"]["build"] == "."
+    for role in ROLES:  # one image serves every role
+        assert services[role]["build"] == "."
+        assert services[role]["image"] == "graphflow:latest"
+        assert services[role]["command"][:2] == ["graphflow", role]
 
 
 def test_compose_postgres_is_health_checked_with_pg_isready(compose: dict[str, Any]) -> None:
@@ -150,42 +156,72 @@ def test_compose_postgres_is_health_checked_with_pg_isready(compose: dict[str, A
     assert "pg_isready" in " ".join(healthcheck["test"])
 
 
-def test_compose_starts_graphflow_only_once_postgres_is_healthy(compose: dict[str, Any]) -> None:
-    depends_on = compose["services"]["graphflow"]["depends_on"]
+def test_compose_migrates_once_postgres_is_healthy_before_api_and_workers_start(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
 
-    assert depends_on == {"postgres": {"condition": "service_healthy"}}
+    assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert services["migrate"]["restart"] == "no"
+    for role in ("api", "worker"):
+        assert services[role]["depends_on"] == {
+            "migrate": {"condition": "service_completed_successfully"}
+        }
 
 
-def test_compose_graphflow_has_its_own_healthz_healthcheck(compose: dict[str, Any]) -> None:
-    test = compose["services"]["graphflow"]["healthcheck"]["test"]
+def test_compose_api_has_its_own_healthz_healthcheck(compose: dict[str, Any]) -> None:
+    test = compose["services"]["api"]["healthcheck"]["test"]
 
     assert test[0] == "CMD"
     assert "/healthz" in " ".join(test)
 
 
+def test_compose_worker_health_checks_the_file_it_renews(compose: dict[str, Any]) -> None:
+    worker = compose["services"]["worker"]
+    health_file = worker["command"][worker["command"].index("--health-file") + 1]
+    test = worker["healthcheck"]["test"]
+
+    assert test[:3] == ["CMD", "graphflow", "health"]
+    assert test[test.index("--file") + 1] == health_file
+
+
+def test_compose_workers_scale_without_fixed_names_or_ports(compose: dict[str, Any]) -> None:
+    worker = compose["services"]["worker"]
+
+    assert "container_name" not in worker and "ports" not in worker
+    assert "GRAPHFLOW_MAX_CONCURRENT_RUNS" in worker["environment"]
+
+
 def test_compose_database_url_uses_psycopg_and_a_required_password(
     compose: dict[str, Any],
 ) -> None:
-    environment = compose["services"]["graphflow"]["environment"]
-    url = environment["GRAPHFLOW_DATABASE_URL"]
     postgres_env = compose["services"]["postgres"]["environment"]
-
-    assert url.startswith("postgresql+psycopg://graphflow:")
-    assert url.endswith("@postgres:5432/graphflow")
-    assert "${POSTGRES_PASSWORD:?" in url
     assert postgres_env["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+    for role in ROLES:
+        url = compose["services"][role]["environment"]["GRAPHFLOW_DATABASE_URL"]
+        assert url.startswith("postgresql+psycopg://graphflow:")
+        assert url.endswith("@postgres:5432/graphflow")
+        assert "${POSTGRES_PASSWORD:?" in url
 
 
 def test_compose_environment_names_real_service_settings(compose: dict[str, Any]) -> None:
     prefix = Settings.model_config.get("env_prefix", "")
-    names = compose["services"]["graphflow"]["environment"]
-
-    for name in names:
-        assert name.startswith(prefix)
-        assert name.removeprefix(prefix).lower() in Settings.model_fields, name
+    for role in ROLES:
+        for name in compose["services"][role]["environment"]:
+            assert name.startswith(prefix)
+            assert name.removeprefix(prefix).lower() in Settings.model_fields, name
 
 
 def test_compose_publishes_the_port_the_image_serves(compose: dict[str, Any]) -> None:
-    [mapping] = compose["services"]["graphflow"]["ports"]
+    [mapping] = compose["services"]["api"]["ports"]
 
     assert str(mapping).rsplit(":", 1)[1] == arguments("EXPOSE")[0]
+
+
+def test_compose_roles_are_commands_of_the_cli() -> None:
+    from typer.main import get_command
+
+    from service.cli import app
+
+    commands = set(get_command(app).commands)  # type: ignore[attr-defined]
+    assert {"serve", "api", "worker", "migrate", "health"} <= commands
