@@ -160,7 +160,7 @@ def serve(
         server.stop()
 
 
-def _libpq(url: str) -> str:
+def libpq_url(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
@@ -175,12 +175,12 @@ def fresh_postgres_database(admin_url: str | None = None) -> Iterator[str]:
 
     admin = admin_url or pg_admin_url()
     name = f"gf_load_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(_libpq(admin), autocommit=True, connect_timeout=5) as conn:
+    with psycopg.connect(libpq_url(admin), autocommit=True, connect_timeout=5) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
         yield f"{admin.rpartition('/')[0]}/{name}"
     finally:
-        with psycopg.connect(_libpq(admin), autocommit=True, connect_timeout=5) as conn:
+        with psycopg.connect(libpq_url(admin), autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

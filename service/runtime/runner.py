@@ -137,7 +137,10 @@ class RunManager:
         self.journal.start()
         if not self.settings.database_url.startswith("sqlite"):
             self._listener = Listener(
-                self.settings.database_url, self._on_notice, on_reconnect=self._poll_now
+                self.settings.database_url,
+                self._on_notice,
+                on_reconnect=self._poll_now,
+                channels=_CHANNELS[self.settings.role],
             )
             self._listener.start()
         if not self.executes:
@@ -573,6 +576,14 @@ def _one_by_one(
             notify(run_id)
 
     return notify_many
+
+
+# The notices each role acts on: a worker has no streams, an api process executes nothing.
+_CHANNELS = {
+    Role.ALL: notices.CHANNELS,
+    Role.API: (notices.CHANGED,),
+    Role.WORKER: (notices.QUEUED, notices.CANCEL),
+}
 
 
 def _keep_row(rows: dict[str, dict[str, Any]], row: dict[str, Any]) -> None:
