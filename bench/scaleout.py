@@ -51,10 +51,10 @@ sys.path.insert(0, str(ROOT))
 
 from bench.loadserver import (  # noqa: E402
     ServerProcess,
-    libpq_url,
     free_port,
     fresh_postgres_database,
     generous_caps,
+    libpq_url,
 )
 from bench.service_bench import CLK_TCK, cpu_ticks, db_backend_ticks, iter_sse, pct  # noqa: E402
 from bench.workflows import SLEEP_CHAIN  # noqa: E402
