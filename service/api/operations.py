@@ -51,9 +51,11 @@ def _duration_ms(started_at: datetime | None, finished_at: datetime | None) -> f
 
 # Views are built from plain column mappings (``values_of`` for ORM rows): the runner keeps a
 # finished run's rows as dicts, and building ORM instances just to read them back is costly.
+# A run may have thousands of node runs, whose values the store typed already: they are not
+# validated again (``model_construct``).
 def node_run_public(row: Mapping[str, Any]) -> NodeRunPublic:
     error = row["error"]
-    return NodeRunPublic(
+    return NodeRunPublic.model_construct(
         id=row["activation_id"],
         node=row["node"],
         status=row["status"],
@@ -61,7 +63,7 @@ def node_run_public(row: Mapping[str, Any]) -> NodeRunPublic:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         duration_ms=row["duration_ms"],
-        error=RunErrorPublic(**error) if error else None,
+        error=RunErrorPublic.model_construct(**error) if error else None,
     )
 
 

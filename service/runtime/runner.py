@@ -15,7 +15,6 @@ import functools
 import logging
 import os
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphflow_core import NodeEvent, NodeRecord, NodeRunLimitError, RunCancelledError
+from service.runtime.claims import QueuedRunClaimer
 from service.runtime.journal import JournalWriter, RunJournal
 from service.runtime.leases import LeaseKeeper
 from service.runtime.node_events import node_event_write
@@ -100,14 +100,20 @@ class RunManager:
         self._workers: list[threading.Thread] = []
         # Run slots: runs handed to the workers here and not finished yet.
         self._slots_used = 0
-        # Claiming runs queued for any worker (``graphflow api`` makes them): see ``_dispatch``.
-        self.claims_queued = settings.role == Role.WORKER or (
+        # Runs queued for any worker (``graphflow api`` makes them): only on Postgres.
+        self._claimer: QueuedRunClaimer | None = None
+        if settings.role == Role.WORKER or (
             settings.role == Role.ALL and not settings.database_url.startswith("sqlite")
-        )
+        ):
+            self._claimer = QueuedRunClaimer(
+                store,
+                self.owner_id,
+                lease_seconds=settings.lease_seconds,
+                poll_seconds=settings.poll_seconds,
+                free_slots=self._free_slots,
+                hand_over=self._hand_over,
+            )
         self._claimed: dict[str, Run] = {}
-        self._wake_dispatch = threading.Event()
-        self._backlog = True  # queued runs may be waiting: claim when a slot frees
-        self._dispatcher: threading.Thread | None = None
         self._listener: Listener | None = None
         self._leases = LeaseKeeper(
             store,
@@ -139,7 +145,7 @@ class RunManager:
             self._listener = Listener(
                 self.settings.database_url,
                 self._on_notice,
-                on_reconnect=self._poll_now,
+                on_reconnect=self._on_reconnect,
                 channels=_CHANNELS[self.settings.role],
             )
             self._listener.start()
@@ -152,11 +158,8 @@ class RunManager:
         self._leases.start()
         self._touch_health_file()
         self.recover()
-        if self.claims_queued:
-            self._dispatcher = threading.Thread(
-                target=self._dispatch, name="graphflow-claims", daemon=True
-            )
-            self._dispatcher.start()
+        if self._claimer is not None:
+            self._claimer.start()
 
     def stop(self, grace_seconds: float = 5.0) -> None:
         """Drain: start nothing new, let nodes in flight finish for up to ``grace_seconds``.
@@ -170,7 +173,8 @@ class RunManager:
             if self._stopped:
                 return
             self._stopped = True
-            self._wake_dispatch.set()
+            if self._claimer is not None:
+                self._claimer.stop()
             if self._listener is not None:
                 self._listener.stop()
             for _ in self._workers:
@@ -271,46 +275,28 @@ class RunManager:
             self.submit(run_id)
         return taken
 
-    # -- runs queued for any worker ---------------------------------------------------------
+    # -- runs queued for any worker, notices of other processes ----------------------------
     def _free_slots(self) -> int:
         with self._lock:
             return self.settings.max_concurrent_runs - self._slots_used
 
-    def _dispatch(self) -> None:
-        """Claim queued runs into free slots: at once when woken (a ``QUEUED`` notice, a slot
-        freed while runs were waiting), else every ``poll_seconds`` (jittered)."""
-        while not self._stopping.is_set():
-            try:
-                self._claim_into_free_slots()
-            except Exception:
-                log.exception("claiming queued runs failed; trying again")
-            self._wake_dispatch.wait(self.settings.poll_seconds * random.uniform(0.5, 1.0))
-            self._wake_dispatch.clear()
+    def _hand_over(self, run: Run) -> None:
+        """Execute a run ``QueuedRunClaimer`` claimed (it is ``running`` and ours)."""
+        with self._lock:
+            self._claimed[run.id] = run
+        self.notify(run.id)
+        self.submit(run.id)
 
-    def _claim_into_free_slots(self) -> None:
-        while self.accepting:
-            free = self._free_slots()
-            if free <= 0:
-                return  # a finishing run wakes us
-            runs = self.store.claim_next(self.owner_id, self.settings.lease_seconds, free)
-            self._backlog = len(runs) == free  # a full claim: more may be waiting
-            for run in runs:
-                with self._lock:
-                    self._claimed[run.id] = run
-                self.notify(run.id)
-                self.submit(run.id)
-            if not self._backlog:
-                return
-
-    def _poll_now(self) -> None:
-        self._backlog = True
-        self._wake_dispatch.set()
+    def _on_reconnect(self) -> None:
+        """Notices sent while the LISTEN connection was down are lost: look now."""
+        if self._claimer is not None:
+            self._claimer.queued()
 
     def _on_notice(self, channel: str, payload: str) -> None:
         """A notice from another process (``service.storage.notices``): a hint to look."""
         if channel == notices.QUEUED:
-            if self.claims_queued:
-                self._poll_now()
+            if self._claimer is not None:
+                self._claimer.queued()
         elif channel == notices.CANCEL:
             self._cancel_if_requested(payload)
         elif channel == notices.CHANGED:
@@ -377,8 +363,8 @@ class RunManager:
             finally:
                 with self._lock:
                     self._slots_used -= 1
-                if self._backlog:
-                    self._wake_dispatch.set()
+                if self._claimer is not None:
+                    self._claimer.slot_freed()
 
     def execute(self, run_id: str) -> None:
         """Run ``run_id`` to its end (or until we stop or lose it) in the calling thread."""
@@ -391,7 +377,7 @@ class RunManager:
         timer = None
         try:
             with self._lock:
-                run = self._claimed.pop(run_id, None)  # claimed by ``_dispatch``
+                run = self._claimed.pop(run_id, None)  # claimed by ``QueuedRunClaimer``
             if run is None:
                 claim = RunClaim(run_id, self.owner_id, self.settings.lease_seconds)
                 run = self.journal.claim(claim).result()  # the writer wakes its streams
