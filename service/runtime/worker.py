@@ -8,6 +8,7 @@ renewal it touches ``GRAPHFLOW_HEALTH_FILE``: ``graphflow health`` checks its ag
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -34,6 +35,7 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
         upgrade(store.write_engine)
         runner = RunManager(store, discover(settings.workflow_packages), settings, _no_streams)
         runner.start()
+        gc.freeze()  # start-up objects leave the collector's full passes (see ``service.app``)
         log.info("worker %s started: %d run slots", settings.owner_id, settings.max_concurrent_runs)
         stop.wait()
         log.info("worker %s stopping", settings.owner_id)
