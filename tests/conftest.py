@@ -109,7 +109,37 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-class LiveServer:
+class _Process:
+    """A child process of a test, its output in ``log_path``; stopped by the fixtures."""
+
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    _log: Any
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+
+
+class LiveServer(_Process):
     """A real uvicorn process serving ``create_app`` on a loopback port."""
 
     def __init__(
@@ -173,27 +203,9 @@ class LiveServer:
             time.sleep(0.05)
         raise RuntimeError(f"server did not become healthy:\n{self.log()}")
 
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
 
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
-
-
-class WorkerProcess:
-    """A real ``graphflow worker`` process; ``ready`` once its health file exists."""
+class WorkerProcess(_Process):
+    """A real ``graphflow worker`` process, started once its health file exists."""
 
     def __init__(self, database_url: str, log_path: Path, **env: str) -> None:
         self.log_path = log_path
@@ -215,28 +227,6 @@ class WorkerProcess:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"worker did not start:\n{self.log()}")
             time.sleep(0.05)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from service.runtime.registry import RegisteredWorkflow
 from service.settings import Role, Settings
 from service.storage import notices
 from service.storage.base import RunStore
+from service.storage.engine import is_sqlite
 from service.storage.notices import Listener
 from service.storage.records import (
     LeaseRenewal,
@@ -103,7 +104,7 @@ class RunManager:
         # Runs queued for any worker (``graphflow api`` makes them): only on Postgres.
         self._claimer: QueuedRunClaimer | None = None
         if settings.role == Role.WORKER or (
-            settings.role == Role.ALL and not settings.database_url.startswith("sqlite")
+            settings.role == Role.ALL and not is_sqlite(settings.database_url)
         ):
             self._claimer = QueuedRunClaimer(
                 store,
@@ -141,7 +142,7 @@ class RunManager:
         orphaned by dead processes. With ``graphflow api``, only the journal writer (and the
         notices of other processes) start."""
         self.journal.start()
-        if not self.settings.database_url.startswith("sqlite"):
+        if not is_sqlite(self.settings.database_url):
             self._listener = Listener(
                 self.settings.database_url,
                 self._on_notice,

@@ -13,7 +13,7 @@ from sqlalchemy import Select, Table, and_, bindparam, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from service.storage.records import ACTIVE, NodeRunStatus, RunStatus
-from service.storage.tables import NodeRun, Run, RunEvent
+from service.storage.tables import NODE_COLUMNS, NodeRun, Run, RunEvent
 
 __all__ = [
     "BUMP_SEQ",
@@ -120,19 +120,8 @@ def insert_run_unless_key_used(dialect: str) -> Any:
 
 COUNT_ACTIVE_RUNS = select(func.count()).select_from(Run).where(Run.status.in_(ACTIVE))
 
-_NODE_FIELDS = (
-    "node",
-    "status",
-    "attempt",
-    "parents",
-    "started_at",
-    "finished_at",
-    "duration_ms",
-    "update",
-    "goto",
-    "error",
-    "completed_seq",
-)
+# What a retry overwrites: all but the key and the first start's ``seq``.
+_NODE_FIELDS = tuple(c for c in NODE_COLUMNS if c not in ("run_id", "activation_id", "seq"))
 
 
 def node_upsert(dialect: str) -> Any:

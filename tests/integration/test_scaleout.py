@@ -7,6 +7,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -31,10 +32,27 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 NO_POLLING = {"GRAPHFLOW_POLL_SECONDS": "30"}
 
 
+@dataclass
+class Cluster:
+    """``graphflow api`` and ``graphflow worker`` processes on one fresh Postgres database."""
+
+    database_url: str
+    start_server: Callable[..., LiveServer]
+    start_worker: Callable[..., WorkerProcess]
+
+    def api(self, env: dict[str, str]) -> LiveServer:
+        return self.start_server(self.database_url, cli=True, command="api", **env)
+
+    def worker(self, env: dict[str, str]) -> WorkerProcess:
+        return self.start_worker(self.database_url, **env)
+
+
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
+def cluster(
+    start_server: Callable[..., LiveServer], start_worker: Callable[..., WorkerProcess]
+) -> Iterator[Cluster]:
     with fresh_postgres_database() as url:
-        yield url
+        yield Cluster(url, start_server, start_worker)
 
 
 def _pid_of(owner_id: str | None) -> int:
@@ -44,15 +62,12 @@ def _pid_of(owner_id: str | None) -> int:
 
 
 def test_an_api_and_two_workers_run_200_mixed_runs_each_node_once(
-    postgres_url: str,
-    tmp_path: Path,
-    start_server: Callable[..., LiveServer],
-    start_worker: Callable[..., WorkerProcess],
+    cluster: Cluster, tmp_path: Path
 ) -> None:
     counter = tmp_path / "completions"
     env = durable_env(counter, lease=5.0, GRAPHFLOW_MAX_CONCURRENT_RUNS="4")
-    api = start_server(postgres_url, cli=True, command="api", **env)
-    workers = [start_worker(postgres_url, **env) for _ in range(2)]
+    api = cluster.api(env)
+    workers = [cluster.worker(env) for _ in range(2)]
     tags = {}
     for i in range(200):
         tag = f"r{i:03d}"
@@ -60,7 +75,7 @@ def test_an_api_and_two_workers_run_200_mixed_runs_each_node_once(
             tags[create_run(api.url, "fan_out_20", {"tag": tag, "delay": 0.002})] = tag
         else:
             tags[create_run(api.url, "steady_chain", {"tag": tag, "delay": 0.002})] = tag
-    with open_store(postgres_url) as store:
+    with open_store(cluster.database_url) as store:
         runs = [wait_terminal(store, run_id, timeout=120) for run_id in tags]
     assert Counter(run.status for run in runs) == {"succeeded": 200}
     executed_by = {_pid_of(run.owner_id) for run in runs}
@@ -78,19 +93,16 @@ def test_an_api_and_two_workers_run_200_mixed_runs_each_node_once(
 
 
 def test_a_worker_runs_no_more_runs_at_once_than_its_slots(
-    postgres_url: str,
-    tmp_path: Path,
-    start_server: Callable[..., LiveServer],
-    start_worker: Callable[..., WorkerProcess],
+    cluster: Cluster, tmp_path: Path
 ) -> None:
     env = durable_env(tmp_path / "completions", lease=5.0, GRAPHFLOW_MAX_CONCURRENT_RUNS="2")
-    api = start_server(postgres_url, cli=True, command="api", **env)
+    api = cluster.api(env)
     run_ids = [
         create_run(api.url, "steady_chain", {"tag": f"t{i}", "delay": 0.02}) for i in range(8)
     ]
-    start_worker(postgres_url, **env)
+    cluster.worker(env)
     peak = 0
-    with open_store(postgres_url) as store:
+    with open_store(cluster.database_url) as store:
         deadline = time.monotonic() + 60
         while True:
             statuses = Counter(
@@ -105,25 +117,22 @@ def test_a_worker_runs_no_more_runs_at_once_than_its_slots(
 
 
 def test_a_killed_worker_s_runs_finish_on_the_other_worker(
-    postgres_url: str,
-    tmp_path: Path,
-    start_server: Callable[..., LiveServer],
-    start_worker: Callable[..., WorkerProcess],
+    cluster: Cluster, tmp_path: Path
 ) -> None:
     counter = tmp_path / "completions"
     env = durable_env(counter, lease=1.0, GRAPHFLOW_MAX_CONCURRENT_RUNS="2")
-    api = start_server(postgres_url, cli=True, command="api", **env)
-    doomed = start_worker(postgres_url, **env)
+    api = cluster.api(env)
+    doomed = cluster.worker(env)
     run_ids = [
         create_run(api.url, "steady_chain", {"tag": f"k{i}", "delay": 0.15}) for i in range(2)
     ]
-    with open_store(postgres_url) as store:
+    with open_store(cluster.database_url) as store:
         deadline = time.monotonic() + 20
         while len({c.tag for c in read_completions(counter)}) < 2:  # both mid-run
             assert time.monotonic() < deadline, doomed.log()
             time.sleep(0.02)
         doomed.kill()
-        survivor = start_worker(postgres_url, **env)
+        survivor = cluster.worker(env)
         runs = [wait_terminal(store, run_id, timeout=60) for run_id in run_ids]
         assert [run.status for run in runs] == ["succeeded", "succeeded"]
         assert {_pid_of(run.owner_id) for run in runs} == {survivor.pid}
@@ -145,14 +154,11 @@ def test_a_killed_worker_s_runs_finish_on_the_other_worker(
 
 
 def test_a_stream_from_the_api_sees_every_event_of_a_run_a_worker_executes(
-    postgres_url: str,
-    tmp_path: Path,
-    start_server: Callable[..., LiveServer],
-    start_worker: Callable[..., WorkerProcess],
+    cluster: Cluster, tmp_path: Path
 ) -> None:
     env = durable_env(tmp_path / "completions", lease=5.0, **NO_POLLING)
-    api = start_server(postgres_url, cli=True, command="api", **env)
-    start_worker(postgres_url, **env)
+    api = cluster.api(env)
+    cluster.worker(env)
     run_id = create_run(api.url, "fan_out_20", {"tag": "s", "delay": 0.01})
     received_at: list[float] = []
     with httpx.stream("GET", f"{api.url}/runs/{run_id}/events", timeout=30) as response:
@@ -164,23 +170,20 @@ def test_a_stream_from_the_api_sees_every_event_of_a_run_a_worker_executes(
     seqs = [int(e["id"]) for e in events]
     assert seqs == list(range(1, len(seqs) + 1))  # no gap, no duplicate
     assert events[-1]["event"] == "run_succeeded"
-    with open_store(postgres_url) as store:
+    with open_store(cluster.database_url) as store:
         stored = store.events_after(run_id, 0, 1000)
     assert [(e.seq, e.type) for e in stored] == [(int(e["id"]), e["event"]) for e in events]
     assert received_at[-1] - received_at[0] < 5  # woken by notices: polls are 15-30 s apart
 
 
 def test_cancel_through_the_api_stops_a_run_on_a_worker_at_once(
-    postgres_url: str,
-    tmp_path: Path,
-    start_server: Callable[..., LiveServer],
-    start_worker: Callable[..., WorkerProcess],
+    cluster: Cluster, tmp_path: Path
 ) -> None:
     counter = tmp_path / "completions"
     # Heartbeats 10 s apart: only the notice can deliver the cancel within the bound below.
     env = durable_env(counter, lease=30.0, GRAPHFLOW_HEARTBEAT_SECONDS="10", **NO_POLLING)
-    api = start_server(postgres_url, cli=True, command="api", **env)
-    start_worker(postgres_url, **env)
+    api = cluster.api(env)
+    cluster.worker(env)
     run_id = create_run(api.url, "steady_chain", {"tag": "c", "delay": 0.3})
     deadline = time.monotonic() + 15
     while not read_completions(counter):
@@ -188,7 +191,7 @@ def test_cancel_through_the_api_stops_a_run_on_a_worker_at_once(
         time.sleep(0.02)
     asked = time.monotonic()
     assert httpx.post(f"{api.url}/runs/{run_id}/cancel").status_code == 202
-    with open_store(postgres_url) as store:
+    with open_store(cluster.database_url) as store:
         run = wait_terminal(store, run_id, timeout=10)
     assert run.status == "cancelled"
     assert time.monotonic() - asked < 3
@@ -196,14 +199,11 @@ def test_cancel_through_the_api_stops_a_run_on_a_worker_at_once(
 
 
 def test_a_run_waited_for_through_the_api_answers_when_a_worker_ends_it(
-    postgres_url: str,
-    tmp_path: Path,
-    start_server: Callable[..., LiveServer],
-    start_worker: Callable[..., WorkerProcess],
+    cluster: Cluster, tmp_path: Path
 ) -> None:
     env = durable_env(tmp_path / "completions", lease=5.0, **NO_POLLING)
-    api = start_server(postgres_url, cli=True, command="api", **env)
-    start_worker(postgres_url, **env)
+    api = cluster.api(env)
+    cluster.worker(env)
     time.sleep(0.3)  # the worker is idle: only the creation's notice can wake it in time
     started = time.monotonic()
     response = httpx.post(
@@ -219,18 +219,15 @@ def test_a_run_waited_for_through_the_api_answers_when_a_worker_ends_it(
 
 
 def test_runs_created_with_no_worker_wait_queued_until_one_starts(
-    postgres_url: str,
-    tmp_path: Path,
-    start_server: Callable[..., LiveServer],
-    start_worker: Callable[..., WorkerProcess],
+    cluster: Cluster, tmp_path: Path
 ) -> None:
     env = durable_env(tmp_path / "completions", lease=5.0)
-    api = start_server(postgres_url, cli=True, command="api", **env)
+    api = cluster.api(env)
     run_id = create_run(api.url, "steady_chain", {"tag": "q", "delay": 0.001})
     time.sleep(0.5)
     assert httpx.get(f"{api.url}/runs/{run_id}").json()["status"] == "queued"
-    start_worker(postgres_url, **env)
-    with open_store(postgres_url) as store:
+    cluster.worker(env)
+    with open_store(cluster.database_url) as store:
         assert wait_terminal(store, run_id, timeout=20).status == "succeeded"
 
 
@@ -252,10 +249,10 @@ def test_api_and_worker_refuse_sqlite_naming_serve(command: str, tmp_path: Path)
 
 
 def test_a_worker_stops_on_sigterm_and_its_health_file_goes_stale(
-    postgres_url: str, tmp_path: Path, start_worker: Callable[..., WorkerProcess]
+    cluster: Cluster, tmp_path: Path
 ) -> None:
     env = durable_env(tmp_path / "completions", lease=1.0)
-    worker = start_worker(postgres_url, **env)
+    worker = cluster.worker(env)
     health = [sys.executable, "-m", "service.cli", "health", "--file", str(worker.health_file)]
     fresh = subprocess.run([*health, "--max-age", "5"], cwd=ROOT, capture_output=True, text=True)
     assert fresh.returncode == 0, fresh.stdout

@@ -13,14 +13,14 @@ from service.storage import queries as q
 from service.storage.bulk import BulkInsert
 from service.storage.records import EncodedJSON, NodeRunStatus
 from service.storage.sql import SqlRunStore
-from service.storage.tables import EVENT_COLUMNS, NODE_COLUMNS, NodeRun, RunEvent, new_run_values
+from service.storage.tables import EVENT_COLUMNS, NODE_COLUMNS, NodeRun, RunEvent
 
 NODE_TABLE: Table = NodeRun.__table__  # type: ignore[assignment]
 EVENT_TABLE: Table = RunEvent.__table__  # type: ignore[assignment]
 
 
 def _run(store: SqlRunStore, run_id: str) -> None:
-    values = new_run_values(
+    store.create_run(
         run_id=run_id,
         graph="g",
         input={},
@@ -29,8 +29,6 @@ def _run(store: SqlRunStore, run_id: str) -> None:
         owner_id="me",
         lease_seconds=30,
     )
-    with store.write_engine.begin() as conn:
-        conn.execute(q.INSERT_RUN, values)
 
 
 def _node_row(run_id: str, activation_id: str, **changes: Any) -> dict[str, Any]:
