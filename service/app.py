@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -18,6 +18,8 @@ from service.api.capacity import StreamSlots
 from service.api.catalog import Catalog
 from service.api.routes import graphs, health, runs
 from service.errors import ServiceError
+from service.observability import observers_for
+from service.runtime.observers import RunObserver
 from service.runtime.registry import discover
 from service.runtime.runner import RunManager
 from service.runtime.shutdown import DrainGuard, drain_on_signals
@@ -41,7 +43,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         workflows = await run_in_threadpool(discover, settings.workflow_packages)
         notifier = Notifier()
         notifier.bind(asyncio.get_running_loop())
-        runner = RunManager(store, workflows, settings, notifier.notify, notifier.notify_many)
+        runner = RunManager(
+            store,
+            workflows,
+            settings,
+            notifier.notify,
+            notifier.notify_many,
+            observers=[*observers_for(settings), *app.state.observers],
+        )
         app.state.store = store
         app.state.catalog = Catalog(workflows)
         app.state.notifier = notifier
@@ -70,8 +79,11 @@ async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "internal server error"}, status_code=500)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; ``settings`` default to the ``GRAPHFLOW_*`` environment.
+def create_app(
+    settings: Settings | None = None, *, observers: Sequence[RunObserver] = ()
+) -> FastAPI:
+    """Build the app; ``settings`` default to the ``GRAPHFLOW_*`` environment. ``observers``
+    see its runs besides those the settings ask for (``service.observability``).
 
     Raises pydantic's ``ValidationError`` for invalid settings (e.g. CORS ``*`` with credentials).
     """
@@ -83,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.observers = list(observers)
     app.state.stream_slots = StreamSlots(settings.max_streams)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(Exception, _unexpected_error)

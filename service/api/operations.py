@@ -230,7 +230,7 @@ def cancel_run(store: RunStore, runner: RunManager, run_id: uuid.UUID) -> RunPub
         return get_run(store, rid)
     if run.status in TERMINAL:
         raise ConflictError(f"run {rid} already {run.status}; it cannot be cancelled")
-    runner.cancel(rid)
+    runner.cancel(rid, run.graph)
     return get_run(store, rid)
 
 

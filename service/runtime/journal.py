@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -118,8 +119,11 @@ class JournalWriter:
         *,
         max_batch: int = 1024,
         max_active_runs: int | None = None,
+        on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
+        """``on_batch(operations, seconds)`` is called after each stored batch."""
         self._store = store
+        self._on_batch = on_batch
         self._max_active_runs = max_active_runs
         self._on_commit = on_commit
         self._max_batch = max_batch
@@ -225,6 +229,7 @@ class JournalWriter:
         ops = [op for op in ops if not _run_stopped(op)]
         if not ops:
             return
+        started = time.perf_counter()
         try:
             result = self._store.write_journal(_batch(ops, self._max_active_runs))
         except Exception as exc:
@@ -243,6 +248,8 @@ class JournalWriter:
             else:
                 _fail(ops[0], exc)
             return
+        if self._on_batch is not None:
+            self._on_batch(len(ops), time.perf_counter() - started)
         self._settle(ops, result)
 
     def _write_one_by_one(self, ops: list[_Write]) -> None:

@@ -27,6 +27,7 @@ from service.runtime.claims import QueuedRunClaimer
 from service.runtime.journal import JournalWriter, RunJournal
 from service.runtime.leases import LeaseKeeper
 from service.runtime.node_events import node_event_write
+from service.runtime.observers import Observers, RunObserver
 from service.runtime.registry import RegisteredWorkflow
 from service.settings import Role, Settings
 from service.storage import notices
@@ -76,14 +77,19 @@ class RunManager:
         notify: Callable[[str], None],
         notify_many: Callable[[Iterable[str], Iterable[str], Mapping[str, list[Any]]], None]
         | None = None,
+        observers: Iterable[RunObserver] = (),
     ) -> None:
         self.store = store
         self.workflows = workflows
         self.settings = settings
         self.notify = notify
         self._wake_streams = notify_many or _one_by_one(notify)
+        self.observe = Observers(observers)
         self.journal = JournalWriter(
-            store, self._wake_streams, max_active_runs=settings.max_active_runs
+            store,
+            self._wake_streams,
+            max_active_runs=settings.max_active_runs,
+            on_batch=self.observe.batch_stored,
         )
         self.owner_id = settings.owner_id
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -209,7 +215,16 @@ class RunManager:
         storage error.
         """
         self.journal.start()
-        return self.journal.create(values)
+        done = self.journal.create(values)
+        if self.observe:
+            run_id, graph = values["id"], values["graph"]
+
+            def created(future: Future[bool]) -> None:
+                if not future.cancelled() and future.exception() is None and future.result():
+                    self.observe.run_created(run_id, graph)
+
+            done.add_done_callback(created)
+        return done
 
     def watch(self, run_id: str) -> None:
         """Keep the stored view of ``run_id`` when it ends here, for ``take_result``."""
@@ -231,10 +246,11 @@ class RunManager:
                 self._slots_used += 1
             self._queue.put(run_id)
 
-    def cancel(self, run_id: str) -> bool:
+    def cancel(self, run_id: str, graph: str | None = None) -> bool:
         """Cancel a queued run at once, or ask a running one to stop. False if already ended."""
         if self.store.cancel_queued(run_id):
             self.notify(run_id)
+            self.observe.run_finished(run_id, graph, RunStatus.CANCELLED)
             return True
         with self._lock:
             ex = self._executions.get(run_id)
@@ -390,7 +406,7 @@ class RunManager:
             wf = self.workflows.get(run.graph)
             if wf is None:
                 error = RunError("GraphNotFound", f"graph {run.graph!r} is not loaded")
-                self._finish(run_id, RunStatus.FAILED, error=error)
+                self._finish(run_id, RunStatus.FAILED, error=error, graph=run.graph)
                 return
             with self._lock:
                 if run.cancel_requested or run_id in self._user_cancelled:
@@ -446,9 +462,17 @@ class RunManager:
             rows: dict[str, dict[str, Any]] | None = {} if run_id in self._watched else None
         ex.run, ex.rows = run, rows
 
+        graph = run.graph
+        observe = self.observe
+        if observe:
+            started = run.started_at or utcnow()
+            observe.run_started(run_id, graph, run.created_at, started, run.last_seq > 1)
+
         def on_event(ev: NodeEvent) -> None:
             if ex.disowned:  # the run is another process's: its events are not ours
                 return
+            if observe:
+                observe.node_event(run_id, graph, ev)
             write = node_event_write(ev)
             seq = self.journal.append(head, write)
             if rows is not None:
@@ -514,9 +538,12 @@ class RunManager:
         if ex.run is not None and ex.rows is not None:
             head.on_stored = functools.partial(self._keep_result, head, ex, status, output, error)
         try:
-            self.journal.end(head, status, output=output, error=error).result()
+            stored = self.journal.end(head, status, output=output, error=error).result()
         except Exception as exc:
             self._fail_unstored(head, exc)
+        else:
+            if stored:
+                self.observe.run_finished(head.run_id, ex.run.graph if ex.run else None, status)
 
     def _keep_result(
         self,
@@ -550,9 +577,14 @@ class RunManager:
         *,
         output: dict[str, Any] | None = None,
         error: RunError | None = None,
+        graph: str | None = None,
     ) -> None:
-        self.store.finish_run(run_id, status, output=output, error=error, owner_id=self.owner_id)
+        seq = self.store.finish_run(
+            run_id, status, output=output, error=error, owner_id=self.owner_id
+        )
         self.notify(run_id)
+        if seq is not None:
+            self.observe.run_finished(run_id, graph, status)
 
 
 def _one_by_one(

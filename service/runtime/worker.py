@@ -14,6 +14,7 @@ import signal
 import threading
 from types import FrameType
 
+from service.observability import observers_for
 from service.runtime.registry import discover
 from service.runtime.runner import RunManager
 from service.settings import Settings
@@ -33,7 +34,10 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
     )
     try:
         upgrade(store.write_engine)
-        runner = RunManager(store, discover(settings.workflow_packages), settings, _no_streams)
+        workflows = discover(settings.workflow_packages)
+        runner = RunManager(
+            store, workflows, settings, _no_streams, observers=observers_for(settings)
+        )
         runner.start()
         gc.freeze()  # start-up objects leave the collector's full passes (see ``service.app``)
         log.info("worker %s started: %d run slots", settings.owner_id, settings.max_concurrent_runs)
