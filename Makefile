@@ -19,10 +19,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(VENV)/.installed $@
 
-# LangGraph, for the engine bench and the LangGraph-oracle tests (CI installs it; without it
-# those tests skip with the reason).
+# LangGraph, for the engine bench and the LangGraph-oracle tests, and OpenTelemetry, for the
+# trace tests (CI installs both; without them those tests skip with the reason).
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench,otel]'
 	touch $(VENV)/.installed $(VENV)/.installed-dev $@
 
 run: $(VENV)/.installed

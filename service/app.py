@@ -16,9 +16,11 @@ from service.api import security
 from service.api.body_limit import BodyLimitMiddleware
 from service.api.capacity import StreamSlots
 from service.api.catalog import Catalog
-from service.api.routes import graphs, health, runs
+from service.api.routes import graphs, health, metrics, runs
 from service.errors import ServiceError
 from service.observability import observers_for
+from service.observability.http import HttpMetricsMiddleware
+from service.observability.metrics import AppMetrics
 from service.runtime.observers import RunObserver
 from service.runtime.registry import discover
 from service.runtime.runner import RunManager
@@ -27,6 +29,7 @@ from service.runtime.streams import Notifier
 from service.settings import Settings
 from service.storage.migrations import upgrade
 from service.storage.sql import SqlRunStore
+from service.ui import routes as ui
 
 log = logging.getLogger("graphflow.service")
 
@@ -93,16 +96,24 @@ def create_app(
         version="0.1.0",
         summary="Run registered GraphFlow graphs durably; poll or stream their progress.",
         lifespan=lifespan,
+        docs_url=None,  # served offline by service.ui (no CDN); ReDoc is not served
+        redoc_url=None,
     )
     app.state.settings = settings
-    app.state.observers = list(observers)
+    # Per app, not the process-wide registry: apps in one process keep their own counts.
+    app.state.metrics = AppMetrics(app.state)
+    app.state.observers = [*observers, app.state.metrics.observer]
     app.state.stream_slots = StreamSlots(settings.max_streams)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(DrainGuard)  # 503 to new runs while shutting down
     security.install(app, settings)  # outside the body limit: unauthenticated bodies are not read
+    # Outermost: 401s and 503s answered before routing are counted too.
+    app.add_middleware(HttpMetricsMiddleware, metrics=app.state.metrics, routes=app.router.routes)
     app.include_router(health.router)
     app.include_router(graphs.router)
     app.include_router(runs.router)
+    app.include_router(metrics.router)
+    ui.install(app)  # /ui dashboard and /docs, from files in the packages
     return app

@@ -48,12 +48,21 @@ def _settings(role: Role) -> Settings:
 
 def _serve_http(role: Role, host: str, port: int, log_level: str) -> None:
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from service.api.security import bind_warning
+    from service.observability.logs import uvicorn_log_config
 
     settings = _settings(role)
+    # JSON: uvicorn's loggers and ours write JSON lines (text keeps uvicorn's own config).
+    json_logs = settings.log_format == "json"
     config = uvicorn.Config(
-        "service.app:create_app", factory=True, host=host, port=port, log_level=log_level
+        "service.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=uvicorn_log_config(log_level) if json_logs else LOGGING_CONFIG,
     )  # configures uvicorn's loggers, so the warning below is formatted like the rest
     warning = bind_warning(host, settings)
     if warning is not None:
@@ -86,11 +95,12 @@ def worker(
     log_level: LogLevel = "info",
 ) -> None:
     """Execute runs only, no HTTP (Postgres only): GRAPHFLOW_MAX_CONCURRENT_RUNS run slots."""
+    from service.observability.logs import configure_logging
     from service.runtime.worker import run_worker
 
     os.environ.setdefault("GRAPHFLOW_HEALTH_FILE", health_file)
     settings = _settings(Role.WORKER)
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
+    configure_logging(settings.log_format, log_level)
     run_worker(settings)
 
 

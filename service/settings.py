@@ -6,7 +6,7 @@ import os
 import socket
 import uuid
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_allow_credentials: bool = False
+    # Observability: /metrics without a key even when API keys are set; JSON log lines.
+    metrics_public: bool = False
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("workflows", "api_keys", "cors_origins", mode="before")
     @classmethod

@@ -1,8 +1,9 @@
 """Optional bearer API keys, the OpenAPI security declaration, CORS and the bind warning.
 
-With ``GRAPHFLOW_API_KEYS`` set, every request except the probes needs
-``Authorization: Bearer <key>``. The check is ASGI middleware rather than a route dependency so
-that every route, present or future (docs and unknown paths included), is covered by default.
+With ``GRAPHFLOW_API_KEYS`` set, every request except the probes and the dashboard's static
+files (``/ui``) needs ``Authorization: Bearer <key>``. The check is ASGI middleware rather than
+a route dependency so that every route, present or future (docs and unknown paths included), is
+covered by default.
 """
 
 from __future__ import annotations
@@ -21,7 +22,16 @@ from service.errors import UnauthorizedError
 from service.settings import Settings
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+# The dashboard's static files hold no data, and a browser cannot send a bearer key when it
+# navigates: the page asks for the key and sends it with each API call it makes.
+PUBLIC_PREFIXES = ("/ui/",)
+PUBLIC_UI = "/ui"  # redirects to /ui/
 SCHEME = "bearerAuth"
+
+
+def is_public(path: str) -> bool:
+    """Whether ``path`` is served without a key: the probes and the dashboard's files."""
+    return path in PUBLIC_PATHS or path == PUBLIC_UI or path.startswith(PUBLIC_PREFIXES)
 
 
 def key_matches(presented: bytes, keys: list[bytes]) -> bool:
@@ -44,12 +54,19 @@ def authenticate(authorization: bytes | None, keys: list[bytes]) -> None:
 class ApiKeyMiddleware:
     """Answers 401 (with ``WWW-Authenticate``) to requests without a valid key."""
 
-    def __init__(self, app: ASGIApp, keys: list[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, keys: list[str], public_paths: frozenset[str] = frozenset()
+    ) -> None:
         self.app = app
         self.keys = [key.encode() for key in keys]
+        self.public_paths = public_paths  # besides ``is_public``: /metrics when so configured
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if (
+            scope["type"] != "http"
+            or is_public(scope["path"])
+            or scope["path"] in self.public_paths
+        ):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
@@ -73,7 +90,9 @@ def install(app: FastAPI, settings: Settings) -> None:
     """Add the API-key check (when keys are set), CORS (when origins are set) and the docs."""
     keys = [key.get_secret_value() for key in settings.api_keys]
     if keys:
-        app.add_middleware(ApiKeyMiddleware, keys=keys)
+        # GRAPHFLOW_METRICS_PUBLIC: scrapers that cannot send a key (the counts name no run).
+        public = frozenset({"/metrics"}) if settings.metrics_public else frozenset()
+        app.add_middleware(ApiKeyMiddleware, keys=keys, public_paths=public)
     if settings.cors_origins:
         # Added last, so outermost: preflights need no key and 401s still carry CORS headers.
         app.add_middleware(

@@ -278,7 +278,11 @@ class JournalWriter:
                 try:
                     stored.on_stored()
                 except Exception:
-                    log.exception("the stored end of run %s was not kept", stored.run_id)
+                    log.exception(
+                        "the stored end of run %s was not kept",
+                        stored.run_id,
+                        extra={"run_id": stored.run_id},
+                    )
         try:
             self._on_commit(changed - lost, ended - lost, result.events)
         except Exception:

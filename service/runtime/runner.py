@@ -287,7 +287,7 @@ class RunManager:
             if run is None:
                 self.notify(run_id)  # it may have been failed for too many recoveries
                 continue
-            log.info("resuming run %s (%s)", run_id, run.status)
+            log.info("resuming run %s (%s)", run_id, run.status, extra={"run_id": run_id})
             taken.append(run_id)
             self.submit(run_id)
         return taken
@@ -354,7 +354,11 @@ class RunManager:
                 current = self.store.get_run(run_id)
                 if current is None or current.owner_id in (None, self.owner_id):
                     continue
-                log.warning("lost the lease of run %s to another process; stopping it", run_id)
+                log.warning(
+                    "lost the lease of run %s to another process; stopping it",
+                    run_id,
+                    extra={"run_id": run_id},
+                )
                 ex.disowned = True
                 ex.cancel.set()
             elif run_id in renewal.cancel_requested:
@@ -376,7 +380,7 @@ class RunManager:
             try:
                 self.execute(run_id)
             except Exception:
-                log.exception("run %s crashed the runner", run_id)
+                log.exception("run %s crashed the runner", run_id, extra={"run_id": run_id})
             finally:
                 with self._lock:
                     self._slots_used -= 1
@@ -447,7 +451,11 @@ class RunManager:
         journal = [NodeRecord.from_dict(d) for d in records]
 
         def lost() -> None:
-            log.warning("run %s was taken over by another process; stopping it", run_id)
+            log.warning(
+                "run %s was taken over by another process; stopping it",
+                run_id,
+                extra={"run_id": run_id},
+            )
             ex.disowned = True
             ex.cancel.set()
 
@@ -566,7 +574,12 @@ class RunManager:
     def _fail_unstored(self, head: RunJournal, exc: BaseException) -> None:
         """Fail a run whose events or end could not be stored (the log keeps the detail)."""
         if storage_failure(exc) is not None:
-            log.error("run %s: storing its progress failed", head.run_id, exc_info=exc)
+            log.error(
+                "run %s: storing its progress failed",
+                head.run_id,
+                exc_info=exc,
+                extra={"run_id": head.run_id},
+            )
         error = RunError.from_exception(exc, node=head.failed_node)
         self._finish(head.run_id, RunStatus.FAILED, error=error)
 

@@ -20,6 +20,7 @@ __all__ = [
     "BUMP_SEQ_AS_OWNER",
     "CLAIM_QUEUED",
     "COUNT_ACTIVE_RUNS",
+    "COUNT_ACTIVE_RUNS_BY_STATUS",
     "END_RUN",
     "INSERT_EVENT",
     "INSERT_RUN",
@@ -119,6 +120,12 @@ def insert_run_unless_key_used(dialect: str) -> Any:
 
 
 COUNT_ACTIVE_RUNS = select(func.count()).select_from(Run).where(Run.status.in_(ACTIVE))
+
+COUNT_ACTIVE_RUNS_BY_STATUS = (
+    select(_runs.c.status, func.count()).where(_runs.c.status.in_(ACTIVE)).group_by(_runs.c.status)
+)
+"""``(status, count)`` of the queued and running runs (the status index bounds the scan to
+them, however many ended runs the table keeps)."""
 
 # What a retry overwrites: all but the key and the first start's ``seq``.
 _NODE_FIELDS = tuple(c for c in NODE_COLUMNS if c not in ("run_id", "activation_id", "seq"))

@@ -192,6 +192,14 @@ class SqlRunStore:
         with self._read() as session:
             return list(session.scalars(q.node_runs(run_id)))
 
+    def count_runs_by_status(self) -> dict[RunStatus, int]:
+        """How many runs are queued and running now, across processes (0 for none)."""
+        counts = dict.fromkeys(ACTIVE, 0)
+        with self._read() as session:
+            for status, count in session.execute(q.COUNT_ACTIVE_RUNS_BY_STATUS):
+                counts[RunStatus(status)] = int(count)
+        return counts
+
     def list_runs(
         self,
         *,
