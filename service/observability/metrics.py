@@ -81,6 +81,9 @@ class RunMetrics(RunObserver):
             buckets=_COMMIT_SECONDS,
             registry=registry,
         )
+        # ``labels()`` takes a lock and builds a key on every call: a node run ending is hot
+        # (thousands per second), so each label set's children are looked up once.
+        self._node_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     def run_created(self, run_id: str, graph: str) -> None:
         self.runs_created.labels(graph).inc()
@@ -100,10 +103,15 @@ class RunMetrics(RunObserver):
             status = "succeeded"
         else:
             status = "retrying" if event.retrying else "failed"
-        self.node_runs.labels(graph, event.node, status).inc()
+        key = (graph, event.node, status)
+        children = self._node_children.get(key)
+        if children is None:
+            children = (self.node_runs.labels(*key), self.node_duration.labels(*key))
+            self._node_children[key] = children
+        count, duration = children
+        count.inc()
         if event.ended_at is not None:
-            duration = max(event.ended_at - event.started_at, 0.0)
-            self.node_duration.labels(graph, event.node, status).observe(duration)
+            duration.observe(max(event.ended_at - event.started_at, 0.0))
 
     def run_finished(self, run_id: str, graph: str | None, status: RunStatus) -> None:
         self.runs_finished.labels(graph or UNKNOWN_GRAPH, status.value).inc()
@@ -174,11 +182,21 @@ class AppMetrics:
             buckets=_HTTP_SECONDS,
             registry=self.registry,
         )
+        self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one HTTP request answered with ``status`` after ``seconds``."""
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_duration.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        children = self._http_children.get(key)
+        if children is None:  # see ``RunMetrics._node_children``
+            children = (
+                self.http_requests.labels(method, route, str(status)),
+                self.http_duration.labels(method, route),
+            )
+            self._http_children[key] = children
+        count, duration = children
+        count.inc()
+        duration.observe(seconds)
 
     def render(self) -> bytes:
         """The registry in the Prometheus text format (queries the database: call off the
