@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     cors_allow_credentials: bool = False
     # Observability: /metrics without a key even when API keys are set; JSON log lines.
     metrics_public: bool = False
+    # ``graphflow worker`` serves its own /metrics (it has no API) on this port, when set.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
     log_format: Literal["text", "json"] = "text"
 
     @field_validator("workflows", "api_keys", "cors_origins", mode="before")
@@ -93,6 +96,16 @@ class Settings(BaseSettings):
                 f"graphflow {self.role.value} needs Postgres (GRAPHFLOW_DATABASE_URL="
                 "postgresql+psycopg://...): separate API and worker processes coordinate "
                 "through it. On SQLite run `graphflow serve`, which is both in one process"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _worker_metrics_are_public(self) -> Settings:
+        if self.worker_metrics_port is not None and self.api_keys and not self.metrics_public:
+            raise ValueError(
+                "GRAPHFLOW_WORKER_METRICS_PORT serves a worker's metrics without an API-key "
+                "check, and GRAPHFLOW_API_KEYS is set: set GRAPHFLOW_METRICS_PUBLIC=true to "
+                "serve them anyway, or leave the port unset"
             )
         return self
 

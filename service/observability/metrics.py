@@ -14,12 +14,19 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from graphflow_core import EventKind, NodeEvent
 from service.runtime.observers import RunObserver
+from service.settings import Settings
 from service.storage.records import ACTIVE, RunStatus
 
 log = logging.getLogger("graphflow.service.metrics")
@@ -202,3 +209,16 @@ class AppMetrics:
         """The registry in the Prometheus text format (queries the database: call off the
         event loop)."""
         return generate_latest(self.registry)
+
+
+def serve_worker_metrics(settings: Settings) -> RunMetrics:
+    """Serve a worker's run, node and journal metrics at ``/metrics`` on
+    ``worker_metrics_host:worker_metrics_port`` (prometheus-client's own HTTP server, in a
+    daemon thread: a worker has no API); the observer that feeds them."""
+    registry = CollectorRegistry()
+    observer = RunMetrics(registry)
+    assert settings.worker_metrics_port is not None
+    start_http_server(
+        settings.worker_metrics_port, addr=settings.worker_metrics_host, registry=registry
+    )
+    return observer

@@ -15,6 +15,7 @@ import threading
 from types import FrameType
 
 from service.observability import observers_for
+from service.observability.metrics import serve_worker_metrics
 from service.runtime.registry import discover
 from service.runtime.runner import RunManager
 from service.settings import Settings
@@ -35,9 +36,10 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
     try:
         upgrade(store.write_engine)
         workflows = discover(settings.workflow_packages)
-        runner = RunManager(
-            store, workflows, settings, _no_streams, observers=observers_for(settings)
-        )
+        observers = observers_for(settings)
+        if settings.worker_metrics_port is not None:
+            observers.append(serve_worker_metrics(settings))
+        runner = RunManager(store, workflows, settings, _no_streams, observers=observers)
         runner.start()
         gc.freeze()  # start-up objects leave the collector's full passes (see ``service.app``)
         log.info("worker %s started: %d run slots", settings.owner_id, settings.max_concurrent_runs)

@@ -13,7 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, LiveServer, WorkerProcess, fresh_postgres_database, server_env
+from tests.conftest import (
+    ROOT,
+    LiveServer,
+    WorkerProcess,
+    free_port,
+    fresh_postgres_database,
+    server_env,
+)
 from tests.integration.durability import (
     DURABLE_WORKFLOWS,
     create_run,
@@ -262,3 +269,49 @@ def test_a_worker_stops_on_sigterm_and_its_health_file_goes_stale(
     stale = subprocess.run([*health, "--max-age", "0.4"], cwd=ROOT, capture_output=True, text=True)
     assert stale.returncode == 1
     assert "unhealthy: last lease renewal" in stale.stdout
+
+
+def test_a_worker_serves_the_metrics_of_the_runs_it_executes(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port = free_port()
+    env = durable_env(tmp_path / "completions", lease=5.0, GRAPHFLOW_WORKER_METRICS_PORT=str(port))
+    api = cluster.api(env)
+    cluster.worker(env)
+    run_ids = [
+        create_run(api.url, "steady_chain", {"tag": f"m{i}", "delay": 0.001}) for i in range(2)
+    ]
+    with open_store(cluster.database_url) as store:
+        assert all(wait_terminal(store, r).status == "succeeded" for r in run_ids)
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    finished = ("graph", "steady_chain"), ("status", "succeeded")
+    assert samples[("graphflow_runs_finished_total", finished)] == 2
+    first = ("graph", "steady_chain"), ("node", CHAIN[0]), ("status", "succeeded")
+    assert samples[("graphflow_node_runs_total", first)] == 2
+
+
+def test_worker_metrics_without_a_key_check_are_refused_when_api_keys_are_set(
+    tmp_path: Path,
+) -> None:
+    env = server_env(
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        GRAPHFLOW_API_KEYS="k1",
+        GRAPHFLOW_WORKER_METRICS_PORT=str(free_port()),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", "worker"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "GRAPHFLOW_METRICS_PUBLIC=true" in " ".join((done.stdout + done.stderr).split())
