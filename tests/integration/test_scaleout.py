@@ -241,16 +241,7 @@ def test_runs_created_with_no_worker_wait_queued_until_one_starts(
 @pytest.mark.parametrize("command", ["api", "worker"])
 def test_api_and_worker_refuse_sqlite_naming_serve(command: str, tmp_path: Path) -> None:
     env = server_env(f"sqlite:///{tmp_path / 'g.db'}", GRAPHFLOW_WORKFLOWS=DURABLE_WORKFLOWS)
-    done = subprocess.run(
-        [sys.executable, "-m", "service.cli", command],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2
-    output = " ".join((done.stdout + done.stderr).split())
+    output = _refused(command, env)
     assert f"graphflow {command} needs Postgres" in output
     assert "graphflow serve" in output
 
@@ -305,13 +296,18 @@ def test_worker_metrics_without_a_key_check_are_refused_when_api_keys_are_set(
         GRAPHFLOW_API_KEYS="k1",
         GRAPHFLOW_WORKER_METRICS_PORT=str(free_port()),
     )
+    assert "GRAPHFLOW_METRICS_PUBLIC=true" in _refused("worker", env)
+
+
+def _refused(command: str, env: dict[str, str]) -> str:
+    """What ``graphflow <command>`` printed when it refused to start (exit 2), on one line."""
     done = subprocess.run(
-        [sys.executable, "-m", "service.cli", "worker"],
+        [sys.executable, "-m", "service.cli", command],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert done.returncode == 2
-    assert "GRAPHFLOW_METRICS_PUBLIC=true" in " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 2, done.stdout + done.stderr
+    return " ".join((done.stdout + done.stderr).split())

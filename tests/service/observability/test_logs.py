@@ -8,7 +8,6 @@ import logging
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,6 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.observability.logs import JsonFormatter
-from service.storage.migrations import upgrade
-from service.storage.sql import SqlRunStore
 from tests.conftest import ROOT, LiveServer, fresh_postgres_database, make_settings, server_env
 
 
@@ -91,26 +88,11 @@ def runner_log() -> Iterator[io.StringIO]:
 
 
 def test_the_runner_tags_its_lines_about_one_run_with_its_id(
-    sqlite_url: str, runner_log: io.StringIO
+    sqlite_url: str, orphaned_run: str, runner_log: io.StringIO
 ) -> None:
-    store = SqlRunStore(sqlite_url, pool_size=1)
-    try:
-        upgrade(store.write_engine)
-        run, _ = store.create_run(
-            run_id=str(uuid.uuid4()),
-            graph="three_step",
-            input={"x": 1},
-            max_concurrent=None,
-            idempotency_key=None,
-            owner_id="dead",
-            lease_seconds=30,
-        )
-        store.claim_run(run.id, "dead", -1)  # started by a process that died at once
-    finally:
-        store.close()
     with TestClient(create_app(make_settings(sqlite_url))) as client:
         deadline = time.monotonic() + 10
-        while client.get(f"/runs/{run.id}").json()["status"] != "succeeded":
+        while client.get(f"/runs/{orphaned_run}").json()["status"] != "succeeded":
             assert time.monotonic() < deadline, "the orphaned run was not resumed"
             time.sleep(0.02)
     resumed = [f for f in json_lines(runner_log.getvalue()) if "resuming" in f["message"]]
@@ -119,8 +101,8 @@ def test_the_runner_tags_its_lines_about_one_run_with_its_id(
             "time": resumed[0]["time"],
             "level": "INFO",
             "logger": "graphflow.service.runner",
-            "message": f"resuming run {run.id} (running)",
-            "run_id": run.id,
+            "message": f"resuming run {orphaned_run} (running)",
+            "run_id": orphaned_run,
         }
     ]
 

@@ -15,8 +15,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from service.app import create_app
-from service.storage.migrations import upgrade
-from service.storage.sql import SqlRunStore
 from tests.conftest import LiveServer, make_settings
 
 UUID = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}", re.I)
@@ -197,23 +195,8 @@ def test_each_app_counts_only_its_own_requests(sqlite_url: str) -> None:
 
 
 def test_a_resumed_run_is_counted_as_finished_but_not_as_waiting_in_the_queue(
-    sqlite_url: str,
+    sqlite_url: str, orphaned_run: str
 ) -> None:
-    store = SqlRunStore(sqlite_url, pool_size=1)
-    try:
-        upgrade(store.write_engine)
-        run, _ = store.create_run(
-            run_id=str(uuid.uuid4()),
-            graph="three_step",
-            input={"x": 1},
-            max_concurrent=None,
-            idempotency_key=None,
-            owner_id="dead",
-            lease_seconds=30,
-        )
-        store.claim_run(run.id, "dead", -1)  # started by a process that died at once
-    finally:
-        store.close()
     with TestClient(create_app(make_settings(sqlite_url))) as client:
         finished = {"graph": "three_step", "status": "succeeded"}
         samples = scrape_until(
