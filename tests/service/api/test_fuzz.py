@@ -11,7 +11,7 @@ from typing import Any
 
 import schemathesis
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
@@ -77,6 +77,9 @@ def _fuzz(schema: Any, names: list[str], run_ids: list[str], **call: Any) -> lis
         )
         @given(case=strategy)
         def fuzz_operation(case: Any) -> None:
+            # A query parameter whose value is an empty list is not sent at all, so a negative
+            # case that relies on it is a valid request that the checks would call accepted.
+            assume(not any(value == [] for value in (case.query or {}).values()))
             case.call_and_validate(**call)
 
         fuzz_operation()
