@@ -29,6 +29,7 @@ from service.runtime.leases import LeaseKeeper
 from service.runtime.node_events import node_event_write
 from service.runtime.observers import Observers, RunObserver
 from service.runtime.registry import RegisteredWorkflow
+from service.runtime.results import View, WaitedRuns, keep_row
 from service.settings import Role, Settings
 from service.storage import notices
 from service.storage.base import RunStore
@@ -42,7 +43,7 @@ from service.storage.records import (
     encode_json,
     storage_failure,
 )
-from service.storage.tables import Run, node_run_values, utcnow, values_of
+from service.storage.tables import Run, node_run_values, utcnow
 
 __all__ = ["RunManager"]
 
@@ -95,10 +96,7 @@ class RunManager:
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._executions: dict[str, _Execution] = {}
         self._user_cancelled: set[str] = set()  # cancelled before its execution began here
-        # Runs a client waits for here (?wait=true), and the views of those that ended: the
-        # answer comes from memory, as stored, instead of being read back.
-        self._watched: set[str] = set()
-        self._results: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+        self._waited = WaitedRuns()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._hurry = threading.Event()
@@ -228,16 +226,11 @@ class RunManager:
 
     def watch(self, run_id: str) -> None:
         """Keep the stored view of ``run_id`` when it ends here, for ``take_result``."""
-        with self._lock:
-            self._watched.add(run_id)
+        self._waited.watch(run_id)
 
-    def take_result(self, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-        """The column values of the run and of its node runs as stored when it ended here
-        (once), or None when it did not end in this process (then read it from the store);
-        stops watching it."""
-        with self._lock:
-            self._watched.discard(run_id)
-            return self._results.pop(run_id, None)
+    def take_result(self, run_id: str) -> View | None:
+        """The view of a watched run as stored when it ended here, or None (``WaitedRuns``)."""
+        return self._waited.take(run_id)
 
     def submit(self, run_id: str) -> None:
         """Queue a run we own for execution (ignored while stopping: its lease hands it on)."""
@@ -466,8 +459,7 @@ class RunManager:
         head = RunJournal(
             run_id, self.owner_id, run.started_at, run.last_seq + 1, on_lost=lost, on_failed=failed
         )
-        with self._lock:
-            rows: dict[str, dict[str, Any]] | None = {} if run_id in self._watched else None
+        rows = self._waited.rows_for(run_id)
         ex.run, ex.rows = run, rows
 
         graph = run.graph
@@ -484,7 +476,7 @@ class RunManager:
             write = node_event_write(ev)
             seq = self.journal.append(head, write)
             if rows is not None:
-                _keep_row(rows, node_run_values(run_id, seq, write))
+                keep_row(rows, node_run_values(run_id, seq, write))
 
         try:
             output = wf.graph.invoke(
@@ -564,12 +556,7 @@ class RunManager:
         """Keep the view of a watched run as its end was stored (on the journal's thread,
         before the wake-up that sends its waiter to ``take_result``)."""
         assert ex.run is not None and ex.rows is not None
-        view = values_of(ex.run)
-        view.update(status=status, output=output, finished_at=head.finished_at)
-        view["error"] = None if error is None else error.to_dict()
-        with self._lock:
-            if head.run_id in self._watched:
-                self._results[head.run_id] = (view, list(ex.rows.values()))
+        self._waited.keep(ex.run, ex.rows, status, output, error, head.finished_at)
 
     def _fail_unstored(self, head: RunJournal, exc: BaseException) -> None:
         """Fail a run whose events or end could not be stored (the log keeps the detail)."""
@@ -616,19 +603,3 @@ _CHANNELS = {
     Role.API: (notices.CHANGED,),
     Role.WORKER: (notices.QUEUED, notices.CANCEL),
 }
-
-
-def _keep_row(rows: dict[str, dict[str, Any]], row: dict[str, Any]) -> None:
-    """Apply a node event's row to the in-memory rows as the store's upsert does: a retry
-    updates the row in place, keeping its first ``seq`` and any ``completed_seq``."""
-    known = rows.get(row["activation_id"])
-    if known is None:
-        rows[row["activation_id"]] = row
-        return
-    known.update(
-        {
-            **row,
-            "seq": known["seq"],
-            "completed_seq": row["completed_seq"] or known["completed_seq"],
-        }
-    )
