@@ -56,7 +56,8 @@ from bench.loadserver import (  # noqa: E402
     generous_caps,
     libpq_url,
 )
-from bench.service_bench import CLK_TCK, cpu_ticks, db_backend_ticks, iter_sse, pct  # noqa: E402
+from bench.measuring import CLK_TCK, cpu_ticks, db_backend_ticks, pct  # noqa: E402
+from bench.service_bench import iter_sse  # noqa: E402
 from bench.workflows import SLEEP_CHAIN  # noqa: E402
 
 CHAIN_NODES = 4

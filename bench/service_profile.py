@@ -37,14 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.loadserver import fresh_postgres_database, serve  # noqa: E402
-from bench.service_bench import (  # noqa: E402
-    GRAPH,
-    GRAPH_BODY,
-    CpuWindow,
-    git_label,
-    run_wrk,
-    server_env,
-)
+from bench.measuring import CpuWindow, run_wrk  # noqa: E402
+from bench.service_bench import GRAPH, GRAPH_BODY, git_label, server_env  # noqa: E402
 
 MODES = {"gil": ["--gil"], "active": [], "idle": ["--idle"]}
 MODE_TEXT = {

@@ -229,34 +229,33 @@ class WorkerProcess(_Process):
             time.sleep(0.05)
 
 
+def _process_factory(
+    tmp_path: Path, kind: Callable[..., Any], name: str
+) -> Iterator[Callable[..., Any]]:
+    """A factory starting ``kind`` processes, each logging to ``<name>-<n>.log`` in
+    ``tmp_path``; all are stopped at teardown."""
+    started: list[Any] = []
+
+    def start(database_url: str, **kwargs: Any) -> Any:
+        process = kind(database_url, tmp_path / f"{name}-{len(started)}.log", **kwargs)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Factory starting ``graphflow worker`` processes; all are stopped at teardown."""
-    workers: list[WorkerProcess] = []
-
-    def start(database_url: str, **env: str) -> WorkerProcess:
-        worker = WorkerProcess(database_url, tmp_path / f"worker-{len(workers)}.log", **env)
-        workers.append(worker)
-        return worker
-
-    yield start
-    for worker in workers:
-        worker.stop()
+    yield from _process_factory(tmp_path, WorkerProcess, "worker")
 
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     """Factory starting live servers; all are stopped at teardown."""
-    servers: list[LiveServer] = []
-
-    def start(database_url: str, **kwargs: Any) -> LiveServer:
-        server = LiveServer(database_url, tmp_path / f"server-{len(servers)}.log", **kwargs)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+    yield from _process_factory(tmp_path, LiveServer, "server")
 
 
 @pytest.fixture
