@@ -71,8 +71,18 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     worker_metrics_host: str = "127.0.0.1"
     log_format: Literal["text", "json"] = "text"
+    # Webhooks: the HMAC key that signs every delivery (no webhooks without it), the hosts that
+    # may be private addresses (tests, an internal receiver), and the retry schedule.
+    webhook_secret: SecretStr | None = None
+    webhook_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+    webhook_backoff_seconds: float = Field(default=2.0, gt=0)  # before the 2nd attempt
+    webhook_max_backoff_seconds: float = Field(default=600.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)  # per delivery attempt
 
-    @field_validator("workflows", "api_keys", "cors_origins", mode="before")
+    @field_validator(
+        "workflows", "api_keys", "cors_origins", "webhook_allow_hosts", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -19,7 +19,9 @@ from graphflow_core import NodeError
 
 __all__ = [
     "ACTIVE",
+    "SETTLED",
     "TERMINAL",
+    "DeliveryStatus",
     "EncodedJSON",
     "LeaseRenewal",
     "NodeEventWrite",
@@ -40,25 +42,42 @@ STORAGE_ERROR_MESSAGE = (
 
 
 class RunStatus(StrEnum):
-    """A run's lifecycle: ``queued -> running -> succeeded | failed | cancelled``."""
+    """A run's lifecycle: ``queued -> running -> succeeded | failed | cancelled``.
+
+    A running run whose nodes call ``interrupt()`` becomes ``interrupted`` when nothing else
+    can run; resuming it queues it again. Retrying a ``failed`` or ``cancelled`` run queues it
+    again too.
+    """
 
     QUEUED = "queued"
     RUNNING = "running"
+    INTERRUPTED = "interrupted"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
 
 class NodeRunStatus(StrEnum):
-    """One node run (activation): ``running -> succeeded | failed``."""
+    """One node run (activation): ``running -> succeeded | failed | interrupted``."""
 
     RUNNING = "running"
     SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class DeliveryStatus(StrEnum):
+    """A webhook delivery: ``pending -> delivered | failed`` (failed: out of attempts)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
     FAILED = "failed"
 
 
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 TERMINAL = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+# Where a run rests until someone acts: it ended, or it waits for a person.
+SETTLED = (*TERMINAL, RunStatus.INTERRUPTED)
 
 
 @dataclass(frozen=True)

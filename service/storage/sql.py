@@ -110,8 +110,9 @@ class SqlRunStore:
             self.read_engine.dispose()
 
     @contextlib.contextmanager
-    def _write_conn(self) -> Iterator[Connection]:
-        """A Core connection in a write transaction: the hot path skips the ORM's overhead."""
+    def transaction(self) -> Iterator[Connection]:
+        """A Core connection in a write transaction (serialized with the store's other writes
+        on SQLite): the hot path skips the ORM's overhead."""
         with self._lock, self.write_engine.begin() as conn:
             yield conn
 
@@ -169,7 +170,7 @@ class SqlRunStore:
             lease_seconds=lease_seconds,
         )
         try:
-            with self._write_conn() as conn:
+            with self.transaction() as conn:
                 conn.execute(q.INSERT_RUN, values)
         except IntegrityError:
             if idempotency_key is None:
@@ -221,7 +222,7 @@ class SqlRunStore:
         """
         now = utcnow()
         lease = now + timedelta(seconds=lease_seconds)
-        with self._write_conn() as conn:
+        with self.transaction() as conn:
             # The common case, a queued run, in two statements and no read.
             for started, event in _claim_queued(conn, [run_id], owner_id, lease_seconds, now):
                 conn.execute(q.INSERT_EVENT, event)
@@ -243,7 +244,7 @@ class SqlRunStore:
         Raises:
             LeaseLostError: ``owner_id`` is given and another process owns the run now.
         """
-        with self._write_conn() as conn:
+        with self.transaction() as conn:
             seq = self._add_event(conn, run_id, write.type, write.data, owner_id)
             conn.execute(self._upsert_node, node_run_values(run_id, seq, write))
             return seq
@@ -257,7 +258,7 @@ class SqlRunStore:
         """
         now = utcnow()
         events: list[dict[str, Any]] = []
-        with self._write_conn() as conn:
+        with self.transaction() as conn:
             creates, refused = list(batch.creates), set()
             if creates and batch.max_active_runs is not None:
                 # Counted in the write transaction, once for the batch: on SQLite no other
@@ -346,7 +347,7 @@ class SqlRunStore:
         With ``owner_id``, only that owner may finish it (None too when another process owns it).
         """
         owned = Run.owner_id == owner_id if owner_id is not None else true()
-        with self._write_conn() as conn:
+        with self.transaction() as conn:
             return self._finish(
                 conn, run_id, RunStatus(status), output, error, Run.status.in_(ACTIVE), owned
             )
@@ -358,7 +359,7 @@ class SqlRunStore:
         claimed in between is running, so it is left alone rather than marked cancelled while
         its worker goes on (cancelling a running run is ``request_cancel``).
         """
-        with self._write_conn() as conn:
+        with self.transaction() as conn:
             seq = self._finish(
                 conn, run_id, RunStatus.CANCELLED, None, None, Run.status == RunStatus.QUEUED
             )
@@ -398,7 +399,7 @@ class SqlRunStore:
     def request_cancel(self, run_id: str) -> None:
         """Flag an active run for cancelling; its owner sees the flag at its next lease
         renewal, or at once through a ``CANCEL`` notice on Postgres."""
-        with self._write_conn() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 update(Run)
                 .where(Run.id == run_id, Run.status.in_(ACTIVE))
@@ -415,7 +416,7 @@ class SqlRunStore:
         the same time take different runs and never wait for each other.
         """
         now = utcnow()
-        with self._write_conn() as conn:
+        with self.transaction() as conn:
             run_ids = list(conn.scalars(q.NEXT_QUEUED, {"now": now, "limit": limit}))
             if not run_ids:
                 return []

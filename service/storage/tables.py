@@ -1,4 +1,4 @@
-"""SQLAlchemy tables: runs, node_runs (one row per node activation) and run_events."""
+"""SQLAlchemy tables: runs, node_runs (one row per node activation), run_events and the\nwebhook outbox."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from service.storage.records import NodeEventWrite, NodeRunStatus, RunStatus
+from service.storage.records import DeliveryStatus, NodeEventWrite, NodeRunStatus, RunStatus
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -90,6 +90,12 @@ class Run(Base):
     recovery_attempts: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # Interrupts (migration 0003): what an ``interrupted`` run waits for, as
+    # ``[{id, node_run_id, node, payload}]``, and the values given so far by interrupt id.
+    interrupts: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    resume_values: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Where the run's summary is POSTed when it ends or is interrupted (``webhook_deliveries``).
+    webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (Index("ix_runs_created_at_id", "created_at", "id"),)
 
@@ -127,6 +133,31 @@ class RunEvent(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class WebhookDelivery(Base):
+    """The outbox of webhooks: one row per delivery, written in the transaction that ends (or
+    interrupts) the run, and worked off by ``service.webhooks.delivery``."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("runs.id", ondelete="CASCADE"), index=True
+    )
+    url: Mapped[str] = mapped_column(Text)
+    event: Mapped[str] = mapped_column(String(32))  # the run event it reports: run_succeeded...
+    event_seq: Mapped[int] = mapped_column(Integer)  # that event's seq: the payload's snapshot
+    status: Mapped[DeliveryStatus] = mapped_column(StatusType(DeliveryStatus))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # When a pending delivery is due; while one is being sent, when its claim lapses.
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+
+
 # The keys of ``node_run_values`` and of a ``run_events`` row, in column order.
 NODE_COLUMNS = (
     "run_id",
@@ -161,6 +192,7 @@ def new_run_values(
     idempotency_key: str | None,
     owner_id: str | None,
     lease_seconds: float,
+    webhook_url: str | None = None,
 ) -> dict[str, Any]:
     """The ``runs`` row of a new, queued run: its creator holds its lease, or, without an
     ``owner_id``, any worker may claim it."""
@@ -178,6 +210,9 @@ def new_run_values(
         "recovery_attempts": 0,
         "cancel_requested": False,
         "last_seq": 0,
+        "interrupts": None,
+        "resume_values": None,
+        "webhook_url": webhook_url,
     }
 
 
