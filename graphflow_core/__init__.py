@@ -19,9 +19,11 @@ from .errors import (
     NodeTimeoutError,
     RecursionLimitError,
     RunCancelledError,
+    RunInterrupted,
 )
 from .events import EventKind, NodeEvent, RunCompleted
 from .graph import NodeSpec, StateGraph
+from .interrupts import Interrupt, NodeInterrupt, interrupt
 from .journal import NodeRecord
 from .policies import RetryPolicy
 
@@ -32,10 +34,12 @@ __all__ = [
     "EventKind",
     "GraphFlowError",
     "GraphValidationError",
+    "Interrupt",
     "InvalidNodeResultError",
     "InvalidRouteError",
     "NodeError",
     "NodeEvent",
+    "NodeInterrupt",
     "NodeRecord",
     "NodeRunLimitError",
     "NodeSpec",
@@ -44,6 +48,8 @@ __all__ = [
     "RetryPolicy",
     "RunCancelledError",
     "RunCompleted",
+    "RunInterrupted",
     "Send",
     "StateGraph",
+    "interrupt",
 ]

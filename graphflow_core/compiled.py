@@ -93,12 +93,14 @@ class CompiledGraph:
         cancel: threading.Event | None = None,
         max_concurrent: int | None = None,
         max_node_runs: int | None = None,
+        resume: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Run the graph on ``state`` and return the final state. ``state`` is not mutated.
 
         ``on_event`` receives every node event in causal order, in the thread running the
         scheduler. ``journal`` holds records of node runs that already completed: they are not
         run again. Setting ``cancel`` stops the run: running nodes finish, nothing new starts.
+        ``resume`` gives values to interrupts by interrupt id (``graphflow_core.interrupts``).
 
         Raises:
             NodeError: a node raised (after its retries); ``__cause__`` is the original.
@@ -107,10 +109,11 @@ class CompiledGraph:
             RecursionLimitError: the run went deeper than ``recursion_limit``.
             NodeRunLimitError: the run would start more than ``max_node_runs`` node runs.
             RunCancelledError: ``cancel`` was set.
+            RunInterrupted: nodes called ``interrupt()`` and wait for values.
             GraphValidationError: ``state`` is not a mapping or a limit is below 1.
         """
         kwargs = self._driver_kwargs(
-            state, recursion_limit, on_event, journal, cancel, max_concurrent, max_node_runs
+            state, recursion_limit, on_event, journal, cancel, max_concurrent, max_node_runs, resume
         )
         if not self._has_async:
             return SyncDriver(**kwargs).run()
@@ -144,6 +147,7 @@ class CompiledGraph:
         cancel: threading.Event | None = None,
         max_concurrent: int | None = None,
         max_node_runs: int | None = None,
+        resume: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Async ``invoke``: async nodes run on this loop, sync nodes on threads.
 
@@ -151,7 +155,7 @@ class CompiledGraph:
         """
         cancel = cancel or threading.Event()
         kwargs = self._driver_kwargs(
-            state, recursion_limit, on_event, journal, cancel, max_concurrent, max_node_runs
+            state, recursion_limit, on_event, journal, cancel, max_concurrent, max_node_runs, resume
         )
         if self._has_async:
             return await AsyncDriver(**kwargs).run()
@@ -169,6 +173,7 @@ class CompiledGraph:
         journal: Iterable[NodeRecord] = (),
         cancel: threading.Event | None = None,
         max_concurrent: int | None = None,
+        resume: Mapping[str, Any] | None = None,
     ) -> Iterator[NodeEvent | RunCompleted]:
         """Run the graph, yielding each ``NodeEvent`` as it happens, then ``RunCompleted``.
 
@@ -187,6 +192,7 @@ class CompiledGraph:
                     journal=journal,
                     cancel=cancel,
                     max_concurrent=max_concurrent,
+                    resume=resume,
                 )
                 items.put(RunCompleted(final))
             except BaseException as exc:
@@ -211,6 +217,7 @@ class CompiledGraph:
         journal: Iterable[NodeRecord] = (),
         cancel: threading.Event | None = None,
         max_concurrent: int | None = None,
+        resume: Mapping[str, Any] | None = None,
     ) -> AsyncIterator[NodeEvent | RunCompleted]:
         """Async ``stream``: yields each ``NodeEvent``, then ``RunCompleted``."""
         cancel = cancel or threading.Event()
@@ -229,6 +236,7 @@ class CompiledGraph:
                     journal=journal,
                     cancel=cancel,
                     max_concurrent=max_concurrent,
+                    resume=resume,
                 )
                 loop.call_soon(items.put_nowait, RunCompleted(final))
             except Exception as exc:
@@ -264,6 +272,7 @@ class CompiledGraph:
         cancel: threading.Event | None,
         max_concurrent: int | None,
         max_node_runs: int | None,
+        resume: Mapping[str, Any] | None,
     ) -> dict[str, Any]:
         if not isinstance(state, Mapping):
             raise GraphValidationError(
@@ -288,6 +297,7 @@ class CompiledGraph:
             "max_concurrent": max_concurrent or self._max_concurrent,
             "pool": self._pool_executor(),
             "max_node_runs": max_node_runs,
+            "resume": resume,
         }
 
 

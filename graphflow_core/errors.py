@@ -10,7 +10,8 @@
     │   └── NodeTimeoutError      (also TimeoutError)   a node ran past its timeout
     ├── RecursionLimitError       (also RecursionError) a run went deeper than its recursion limit
     ├── NodeRunLimitError                               a run started more node runs than allowed
-    └── RunCancelledError                               the caller cancelled the run
+    ├── RunCancelledError                               the caller cancelled the run
+    └── RunInterrupted                                  nodes wait for values (``interrupt``)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .interrupts import Interrupt
     from .journal import NodeRecord
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "NodeTimeoutError",
     "RecursionLimitError",
     "RunCancelledError",
+    "RunInterrupted",
 ]
 
 
@@ -126,3 +129,27 @@ class RunCancelledError(GraphFlowError):
             "resume it with invoke(..., journal=completed)"
         )
         self.completed = completed
+
+
+class RunInterrupted(GraphFlowError):  # noqa: N818 - a pause, not a failure
+    """Nodes called ``interrupt()`` and nothing else can run until they get their values.
+
+    ``interrupts`` says what each waiting node asked, in node-run order; ``journal`` holds the
+    records of the node runs that completed, and ``resume`` the values given so far. Resume
+    with ``invoke(state, journal=exc.journal, resume={**exc.resume, interrupt.id: value})``.
+    """
+
+    def __init__(
+        self,
+        interrupts: tuple[Interrupt, ...],
+        journal: list[NodeRecord],
+        resume: dict[str, object],
+    ) -> None:
+        waiting = ", ".join(f"{i.node!r} ({i.id})" for i in interrupts)
+        super().__init__(
+            f"the run is interrupted: {waiting} waiting for a value; resume it with "
+            "invoke(state, journal=exc.journal, resume={**exc.resume, <interrupt id>: value})"
+        )
+        self.interrupts = interrupts
+        self.journal = journal
+        self.resume = resume

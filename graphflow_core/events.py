@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from .command import Target
+from .interrupts import Interrupt
 from .journal import NodeRecord
 
 __all__ = ["EventKind", "NodeEvent", "RunCompleted"]
@@ -16,6 +17,7 @@ class EventKind(StrEnum):
     STARTED = "started"
     COMPLETED = "completed"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"  # the node called interrupt() and waits for a value
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +27,8 @@ class NodeEvent:
     ``run_id`` identifies the activation and is the same on every run of the same graph and
     input; ``parents`` are the activations that caused it. Times are ``time.monotonic()``.
     ``update`` is the node's delta (COMPLETED only), ``error`` the exception (FAILED only);
-    ``retrying`` tells whether another attempt follows a failure.
+    ``retrying`` tells whether another attempt follows a failure; ``interrupt`` is what an
+    INTERRUPTED node run asked for.
     """
 
     kind: EventKind
@@ -39,6 +42,7 @@ class NodeEvent:
     goto: tuple[Target, ...] = ()
     error: BaseException | None = None
     retrying: bool = False
+    interrupt: Interrupt | None = None
 
     def record(self) -> NodeRecord:
         """The journal record of a COMPLETED event.

@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .command import normalize_result
-from .errors import GraphFlowError, NodeError, NodeTimeoutError, RunCancelledError
+from .errors import GraphFlowError, NodeError, NodeTimeoutError, RunCancelledError, RunInterrupted
 from .events import EventKind, NodeEvent
 from .graph import NodeSpec
+from .interrupts import Interrupt, NodeInterrupt, NodeRunContext, current_node_run
 from .journal import NodeRecord
 from .reducers import Reducer
 from .scheduler import Activation, RunScheduler
@@ -52,6 +53,7 @@ class _Driver:
         max_concurrent: int | None,
         pool: WorkerPool,
         max_node_runs: int | None = None,
+        resume: Mapping[str, Any] | None = None,
     ) -> None:
         self.nodes = nodes
         self.on_event = on_event
@@ -63,6 +65,10 @@ class _Driver:
         # (due time, sequence, activation, attempt) of retries waiting for their backoff
         self.retries: list[tuple[float, int, Activation, Any]] = []
         self._sequence = 0
+        # Values for interrupts, by interrupt id; and the node runs waiting for one. A waiting
+        # activation stays active in the scheduler: joins it may reach keep waiting for it.
+        self.resume: dict[str, Any] = dict(resume or {})
+        self.waiting: list[tuple[tuple[int, ...], Interrupt]] = []
         self.sched = RunScheduler(
             topology, entry_point, reducers, state, recursion_limit, journal, max_node_runs
         )
@@ -125,8 +131,31 @@ class _Driver:
         if self.error is None:
             self.error = error
 
+    def context(self, act: Activation) -> NodeRunContext:
+        """What ``interrupt`` sees in ``act``'s node function."""
+        return NodeRunContext(act.node, act.id, self.resume)
+
+    def interrupted(self, act: Activation, started_at: float, signal: NodeInterrupt) -> None:
+        """``act`` waits for a value: it routes nowhere, and the run goes on without it."""
+        self.running -= 1
+        if self.on_event is not None:
+            try:
+                self.on_event(
+                    _event(EventKind.INTERRUPTED, act, started_at, interrupt=signal.interrupt)
+                )
+            except Exception as exc:
+                self.sched.finished(act)
+                error = _callback_failure(act, exc, "was interrupted, but its payload was rejected")
+                error.__cause__ = exc
+                self._fail_run(error)
+                return
+        self.waiting.append((act.key, signal.interrupt))
+
     def failed(self, act: Activation, started_at: float, exc: BaseException) -> None:
         """Retry the attempt if its policy says so, else fail the run."""
+        if isinstance(exc, NodeInterrupt):
+            self.interrupted(act, started_at, exc)
+            return
         self.running -= 1
         spec = self.nodes[act.node]
         timed_out = isinstance(exc, _Timeout)
@@ -182,13 +211,22 @@ class _Driver:
             return False
         if self.stopping:
             return True
-        return not self.retries and self.sched.is_finished()
+        if self.retries:
+            return False
+        if self.waiting:
+            # Joins below a waiting node wait for it: what is left pending stays pending.
+            return not self.sched.has_ready()
+        return self.sched.is_finished()
 
     def result(self) -> dict[str, Any]:
         if self.error is not None:
             raise self.error
         if self.cancel is not None and self.cancel.is_set():
             raise RunCancelledError(self.sched.records())
+        if self.waiting:
+            self.waiting.sort(key=lambda entry: entry[0])
+            interrupts = tuple(interrupt for _, interrupt in self.waiting)
+            raise RunInterrupted(interrupts, self.sched.records(), dict(self.resume))
         return self.sched.final_state()
 
     def _emit(self, event: NodeEvent) -> None:
@@ -256,8 +294,8 @@ class SyncDriver(_Driver):
                 if started_at is None:
                     return
                 try:
-                    result = spec.fn(arg)
-                except Exception as exc:
+                    result = _call_node(spec.fn, arg, self.context(act))
+                except (Exception, NodeInterrupt) as exc:
                     self.failed(act, started_at, exc)
                 else:
                     self.succeeded(act, started_at, result)
@@ -271,7 +309,9 @@ class SyncDriver(_Driver):
             return
         self._token += 1
         self._in_flight[self._token] = (act, started_at)
-        self.pool.submit(_call_and_report, self._outcomes, self._token, spec.fn, arg)
+        self.pool.submit(
+            _call_and_report, self._outcomes, self._token, spec.fn, arg, self.context(act)
+        )
         if spec.timeout is not None:
             heapq.heappush(self._deadlines, (started_at + spec.timeout, self._token))
 
@@ -286,11 +326,24 @@ class SyncDriver(_Driver):
                 self.failed(act, started_at, _Timeout(f"no result after {timeout:g}s"))
 
 
+def _call_node(fn: Callable[[Any], Any], arg: Any, context: NodeRunContext) -> Any:
+    """``fn(arg)`` with ``context`` as the node run ``interrupt`` sees."""
+    token = current_node_run.set(context)
+    try:
+        return fn(arg)
+    finally:
+        current_node_run.reset(token)
+
+
 def _call_and_report(
-    outcomes: queue.SimpleQueue[_Outcome], token: int, fn: Callable[[Any], Any], arg: Any
+    outcomes: queue.SimpleQueue[_Outcome],
+    token: int,
+    fn: Callable[[Any], Any],
+    arg: Any,
+    context: NodeRunContext,
 ) -> None:
     try:
-        result = fn(arg)
+        result = _call_node(fn, arg, context)
     except BaseException as exc:  # reported to the driver, which decides
         outcomes.put((token, False, exc))
     else:
@@ -342,18 +395,22 @@ class AsyncDriver(_Driver):
 
     async def _call(self, act: Activation, arg: Any, started_at: float) -> None:
         spec = self.nodes[act.node]
+        context = self.context(act)
         try:
             async with asyncio.timeout(spec.timeout) as scope:
                 if spec.is_async:
+                    current_node_run.set(context)  # this task's own copy of the context
                     result = await spec.fn(arg)
                 else:
-                    result = await call_in_thread(spec.fn, arg, submit=self.pool.submit)
+                    result = await call_in_thread(
+                        _call_node, spec.fn, arg, context, submit=self.pool.submit
+                    )
         except TimeoutError as exc:
             outcome: tuple[bool, Any] = (
                 False,
                 _Timeout(f"no result after {spec.timeout:g}s") if scope.expired() else exc,
             )
-        except Exception as exc:
+        except (Exception, NodeInterrupt) as exc:
             outcome = (False, exc)
         else:
             outcome = (True, result)
