@@ -30,13 +30,15 @@ from service.settings import Settings
 from service.storage.migrations import upgrade
 from service.storage.sql import SqlRunStore
 from service.ui import routes as ui
+from service.webhooks import deliverer_for
 
 log = logging.getLogger("graphflow.service")
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Migrate the DB, load workflows, start the runner (resuming orphaned runs); stop it."""
+    """Migrate the DB, load workflows, start the runner (resuming orphaned runs) and the
+    webhook deliverer; stop them."""
     settings: Settings = app.state.settings
     store = SqlRunStore(
         settings.database_url, pool_size=settings.db_pool_size, announce_as=settings.owner_id
@@ -46,6 +48,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         workflows = await run_in_threadpool(discover, settings.workflow_packages)
         notifier = Notifier()
         notifier.bind(asyncio.get_running_loop())
+        webhooks = deliverer_for(store, settings)  # None: no secret, or ``graphflow api``
         runner = RunManager(
             store,
             workflows,
@@ -53,12 +56,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             notifier.notify,
             notifier.notify_many,
             observers=[*observers_for(settings), *app.state.observers],
+            wake_webhooks=None if webhooks is None else webhooks.wake,
         )
         app.state.store = store
         app.state.catalog = Catalog(workflows)
         app.state.notifier = notifier
         app.state.runner = runner
+        app.state.webhooks = webhooks
         await run_in_threadpool(runner.start)
+        if webhooks is not None:
+            webhooks.start()
         # What start-up made (modules, mappers, models, graphs) lives as long as the process.
         # Frozen, the collector's full passes skip it: unfrozen, a full pass during a 2,000-node
         # run took a third of that run's time (bench/service_bench.py, map).
@@ -68,6 +75,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             yield
         finally:
             await run_in_threadpool(runner.stop, settings.shutdown_grace_seconds)
+            if webhooks is not None:  # after the runner: what it ended in the grace is queued
+                await run_in_threadpool(webhooks.stop)
     finally:
         store.close()
 

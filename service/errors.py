@@ -30,6 +30,14 @@ class RunNotFoundError(NotFoundError):
         super().__init__(f"run {run_id!r} not found")
 
 
+class NodeRunNotFoundError(NotFoundError):
+    def __init__(self, run_id: str, node_run_id: str) -> None:
+        super().__init__(
+            f"run {run_id} has no node run {node_run_id!r}; GET /runs/{run_id} lists its node "
+            "runs and their ids"
+        )
+
+
 class InvalidInputError(ServiceError):
     """The run input failed the graph's input model (detail: pydantic's error list)."""
 
@@ -45,6 +53,13 @@ class InvalidCursorError(ServiceError):
 
 class ConflictError(ServiceError):
     status_code = 409
+
+
+class InvalidResumeError(ServiceError):
+    """A resume, retry or fork names something the run does not have (a waiting interrupt,
+    a node run)."""
+
+    status_code = 422
 
 
 class PayloadTooLargeError(ServiceError):
@@ -138,3 +153,16 @@ class RunStorageError(ServiceError):
     """A value (node update, output) cannot be stored as JSON."""
 
     status_code = 500
+
+
+class InvalidWebhookError(ServiceError):
+    """A run's ``webhook`` URL is refused: not an http(s) URL we may send to, or its host is not a
+    public address (``service.webhooks.urls``). Carries the URL's ``host`` and the ``reason``."""
+
+    status_code = 422
+
+    def __init__(self, host: str, reason: str) -> None:
+        where = f" (host {host!r})" if host else ""
+        super().__init__(f"webhook refused{where}: {reason}")
+        self.host = host
+        self.reason = reason

@@ -80,9 +80,7 @@ class Settings(BaseSettings):
     webhook_max_backoff_seconds: float = Field(default=600.0, gt=0)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)  # per delivery attempt
 
-    @field_validator(
-        "workflows", "api_keys", "cors_origins", "webhook_allow_hosts", mode="before"
-    )
+    @field_validator("workflows", "api_keys", "cors_origins", "webhook_allow_hosts", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

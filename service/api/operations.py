@@ -17,24 +17,41 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.catalog import Catalog
 from service.api.schemas import (
+    InterruptPublic,
     NodeRunPublic,
     RunCreate,
     RunErrorPublic,
     RunList,
     RunPublic,
     RunSummaryPublic,
+    WebhookDeliveryPublic,
+    WebhookPublic,
 )
-from service.errors import ConflictError, InvalidCursorError, InvalidInputError, RunNotFoundError
+from service.errors import (
+    ConflictError,
+    InvalidCursorError,
+    InvalidInputError,
+    InvalidWebhookError,
+    RunNotFoundError,
+)
+from service.runtime.registry import RegisteredWorkflow
 from service.runtime.runner import RunManager
 from service.settings import Settings
 from service.storage.base import RunStore
 from service.storage.records import TERMINAL, RunStatus
 from service.storage.tables import Run, new_run_values, values_of
+from service.webhooks import check_webhook_url
 
 # Event ids are 32-bit integers in the database; larger resume points would overflow the query.
 MAX_EVENT_ID = 2**31 - 1
 # The columns a queued run's row does not set yet.
-_NOT_STARTED = {"started_at": None, "finished_at": None, "output": None, "error": None}
+_NOT_STARTED = {
+    "started_at": None,
+    "finished_at": None,
+    "output": None,
+    "error": None,
+    "interrupts": None,
+}
 
 
 @dataclass(frozen=True)
@@ -67,12 +84,22 @@ def node_run_public(row: Mapping[str, Any]) -> NodeRunPublic:
     )
 
 
-def run_public(run: Mapping[str, Any], nodes: Iterable[Mapping[str, Any]]) -> RunPublic:
+def run_public(
+    run: Mapping[str, Any],
+    nodes: Iterable[Mapping[str, Any]],
+    deliveries: Iterable[Mapping[str, Any]] = (),
+) -> RunPublic:
+    interrupts = run["interrupts"]
+    url = run.get("webhook_url")
     return RunPublic(
         **_summary_fields(run),
         input=run["input"],
         output=run["output"],
         nodes=[node_run_public(n) for n in nodes],
+        interrupts=None if interrupts is None else [InterruptPublic(**i) for i in interrupts],
+        webhook=None
+        if url is None
+        else WebhookPublic(url=url, deliveries=[WebhookDeliveryPublic(**d) for d in deliveries]),
     )
 
 
@@ -99,7 +126,8 @@ def get_run(store: RunStore, run_id: uuid.UUID | str) -> RunPublic:
     run = store.get_run(rid)
     if run is None:
         raise RunNotFoundError(rid)
-    return run_public(values_of(run), map(values_of, store.node_runs(rid)))
+    deliveries = store.webhook_deliveries(rid) if run.webhook_url is not None else []
+    return run_public(values_of(run), map(values_of, store.node_runs(rid)), deliveries)
 
 
 async def create_run(
@@ -124,10 +152,10 @@ async def create_run(
     next batch, which also checks the cap.
     """
     wf = catalog.get(graph)
-    try:
-        validated = wf.validate_input(body.input)
-    except ValidationError as exc:
-        raise InvalidInputError(json.loads(exc.json(include_url=False))) from exc
+    validated = validate_input(wf, body.input)
+    webhook = None
+    if body.webhook is not None:
+        webhook = await run_in_threadpool(webhook_url, settings, body.webhook)  # resolves DNS
     if idempotency_key is not None:
         existing = await run_in_threadpool(_existing_run, store, graph, validated, idempotency_key)
         if existing is not None:
@@ -141,6 +169,7 @@ async def create_run(
         # Run here if this process executes runs; else by whichever worker claims it first.
         owner_id=settings.owner_id if runner.executes else None,
         lease_seconds=settings.lease_seconds,
+        webhook_url=webhook,
     )
     if await asyncio.wrap_future(runner.create(values)):
         if watch:
@@ -155,6 +184,29 @@ async def create_run(
     if existing is None:  # pragma: no cover - the key's run was deleted in between
         raise ConflictError(f"Idempotency-Key {idempotency_key!r} is in use; retry")
     return Created(run=existing, created=False)
+
+
+def validate_input(wf: RegisteredWorkflow, run_input: dict[str, Any]) -> dict[str, Any]:
+    """The input as the graph's input model makes it; raises ``InvalidInputError``."""
+    try:
+        return wf.validate_input(run_input)
+    except ValidationError as exc:
+        raise InvalidInputError(json.loads(exc.json(include_url=False))) from exc
+
+
+def webhook_url(settings: Settings, url: str) -> str:
+    """The URL a run's webhook goes to, checked (``service.webhooks.urls``).
+
+    Raises:
+        InvalidWebhookError: the server signs no webhooks, or the URL is refused.
+    """
+    if settings.webhook_secret is None:
+        raise InvalidWebhookError(
+            "",
+            "this server sends no webhooks: set GRAPHFLOW_WEBHOOK_SECRET (the key that signs "
+            "them) to enable them",
+        )
+    return check_webhook_url(url, settings.webhook_allow_hosts)
 
 
 def _existing_run(

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.storage.records import NodeRunStatus, RunStatus
+from service.storage.records import DeliveryStatus, NodeRunStatus, RunStatus
 
 
 class RunCreate(BaseModel):
@@ -18,6 +18,60 @@ class RunCreate(BaseModel):
     input: dict[str, Any] = Field(description="Initial state of the graph (a JSON object).")
     max_concurrent: int | None = Field(
         default=None, ge=1, le=1000, description="Cap on nodes running at once for this run."
+    )
+    webhook: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=r"^[hH][tT][tT][pP][sS]?://",
+        json_schema_extra={"format": "uri"},
+        description=(
+            "An http(s) URL that receives the run's summary (POST, signed) when the run ends "
+            "or is interrupted. Private, loopback and link-local addresses are refused unless "
+            "the server allows their host (GRAPHFLOW_WEBHOOK_ALLOW_HOSTS)."
+        ),
+    )
+
+
+class ResumeRequest(BaseModel):
+    """Body of ``POST /runs/{id}/resume``: ``values`` by interrupt id, or one ``value``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["values"]}, {"required": ["value"]}]},
+    )
+
+    values: dict[str, Any] | None = Field(
+        default=None,
+        min_length=1,
+        description="Values by interrupt id (the waiting node run's id for its first interrupt).",
+    )
+    value: Any = Field(
+        default=None, description="The value, when exactly one node waits (null is a value)."
+    )
+
+    @model_validator(mode="after")
+    def _one_of_values_or_value(self) -> ResumeRequest:
+        given = {"values", "value"} & self.model_fields_set
+        if len(given) != 1:
+            raise ValueError('give either "values" (by interrupt id) or "value", not both')
+        return self
+
+
+class ForkRequest(BaseModel):
+    """Body of ``POST /runs/{id}/fork``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    from_node_run: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="The node run to run again, with everything after it; node runs that "
+        "completed before it are reused.",
+    )
+    input_patch: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Top-level keys that replace the source run's input (checked against the "
+        "graph's input schema).",
     )
 
 
@@ -40,6 +94,30 @@ class NodeRunPublic(BaseModel):
     error: RunErrorPublic | None = None
 
 
+class InterruptPublic(BaseModel):
+    id: str = Field(description="The key of its value in a resume.")
+    node_run_id: str
+    node: str
+    payload: Any = Field(description="What the node asked, as it passed it to interrupt().")
+
+
+class WebhookDeliveryPublic(BaseModel):
+    id: int
+    event: str = Field(description="The run event it reports: run_succeeded, run_interrupted...")
+    status: DeliveryStatus
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None = Field(description="When a pending delivery is tried.")
+    delivered_at: datetime | None
+    created_at: datetime
+
+
+class WebhookPublic(BaseModel):
+    url: str
+    deliveries: list[WebhookDeliveryPublic]
+
+
 class RunSummaryPublic(BaseModel):
     id: str
     graph: str
@@ -55,6 +133,10 @@ class RunPublic(RunSummaryPublic):
     input: dict[str, Any]
     output: dict[str, Any] | None
     nodes: list[NodeRunPublic]
+    interrupts: list[InterruptPublic] | None = Field(
+        default=None, description="What an interrupted run waits for (resume with their ids)."
+    )
+    webhook: WebhookPublic | None = None
 
 
 class RunList(BaseModel):

@@ -16,6 +16,9 @@ from collections.abc import Callable
 from service.storage.base import RunStore
 from service.storage.tables import Run
 
+# Its own generator: a test that draws from the global one must not see it change.
+_jitter = random.Random()
+
 log = logging.getLogger("graphflow.service.claims")
 
 
@@ -67,7 +70,7 @@ class QueuedRunClaimer:
                 self._claim_into_free_slots()
             except Exception:
                 log.exception("claiming queued runs failed; trying again")
-            self._wake.wait(self.poll_seconds * random.uniform(0.5, 1.0))
+            self._wake.wait(self.poll_seconds * _jitter.uniform(0.5, 1.0))
             self._wake.clear()
 
     def _claim_into_free_slots(self) -> None:

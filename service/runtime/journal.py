@@ -187,13 +187,15 @@ class JournalWriter:
         *,
         output: dict[str, Any] | None = None,
         error: RunError | None = None,
+        interrupts: list[dict[str, Any]] | None = None,
     ) -> Future[bool]:
-        """Queue the run's end (status, output, terminal event) after its events.
+        """Queue the run's end (status, output, terminal event) after its events; for an
+        ``interrupted`` run, its pause, with what it waits for.
 
         The future resolves to True once stored, False when the run was lost to another
         process, or to the storage error when the end itself could not be stored.
         """
-        end = RunEnd(status=status, output=output, error=error, started_at=journal.started_at)
+        end = RunEnd(status, output, error, journal.started_at, interrupts)
         self._put(_End(journal, journal.take_seq(), end))
         return journal.ended
 

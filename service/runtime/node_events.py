@@ -20,6 +20,7 @@ _EVENT_TYPES = {
     EventKind.STARTED: ("node_started", NodeRunStatus.RUNNING),
     EventKind.COMPLETED: ("node_completed", NodeRunStatus.SUCCEEDED),
     EventKind.FAILED: ("node_failed", NodeRunStatus.FAILED),
+    EventKind.INTERRUPTED: ("node_interrupted", NodeRunStatus.INTERRUPTED),
 }
 
 
@@ -57,6 +58,10 @@ def node_event_write(ev: NodeEvent) -> NodeEventWrite:
         # Splice the encoded update and goto in as the last members of the event's object,
         # exactly where json.dumps would have put them.
         encoded = f'{encoded[:-1]}, "update": {update}, "goto": {goto}}}'
+    elif ev.interrupt is not None:
+        payload = encode_json(ev.interrupt.payload, f"interrupt payload of node {ev.node!r}")
+        interrupt_id = json.dumps(ev.interrupt.id)
+        encoded = f'{encoded[:-1]}, "interrupt": {{"id": {interrupt_id}, "payload": {payload}}}}}'
     return NodeEventWrite(
         type=type_,
         activation_id=ev.run_id,

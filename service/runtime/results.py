@@ -12,7 +12,7 @@ import threading
 from datetime import datetime
 from typing import Any
 
-from service.storage.records import RunError, RunStatus
+from service.storage.records import TERMINAL, RunError, RunStatus
 from service.storage.tables import Run, values_of
 
 Rows = dict[str, dict[str, Any]]
@@ -52,11 +52,14 @@ class WaitedRuns:
         status: RunStatus,
         output: dict[str, Any] | None,
         error: RunError | None,
+        interrupts: list[dict[str, Any]] | None,
         finished_at: datetime | None,
     ) -> None:
-        """Keep the view of a watched run as its end was stored."""
+        """Keep the view of a watched run as its end (or pause) was stored."""
         view = values_of(run)
-        view.update(status=status, output=output, finished_at=finished_at)
+        if status not in TERMINAL:  # interrupted: it waits, it has not finished
+            finished_at = None
+        view.update(status=status, output=output, finished_at=finished_at, interrupts=interrupts)
         view["error"] = None if error is None else error.to_dict()
         with self._lock:
             if run.id in self._watched:

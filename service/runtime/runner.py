@@ -22,7 +22,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from graphflow_core import NodeEvent, NodeRecord, NodeRunLimitError, RunCancelledError
+from graphflow_core import (
+    Interrupt,
+    NodeEvent,
+    NodeRecord,
+    NodeRunLimitError,
+    RunCancelledError,
+    RunInterrupted,
+)
 from service.runtime.claims import QueuedRunClaimer
 from service.runtime.journal import JournalWriter, RunJournal
 from service.runtime.leases import LeaseKeeper
@@ -79,13 +86,17 @@ class RunManager:
         notify_many: Callable[[Iterable[str], Iterable[str], Mapping[str, list[Any]]], None]
         | None = None,
         observers: Iterable[RunObserver] = (),
+        wake_webhooks: Callable[[], None] | None = None,
     ) -> None:
+        """``wake_webhooks``: called when a run ended or paused here (its webhook, if any, is
+        queued in the outbox): the deliverer looks now rather than at its next poll."""
         self.store = store
         self.workflows = workflows
         self.settings = settings
         self.notify = notify
         self._wake_streams = notify_many or _one_by_one(notify)
         self.observe = Observers(observers)
+        self._wake_webhooks = wake_webhooks or _nothing
         self.journal = JournalWriter(
             store,
             self._wake_streams,
@@ -243,6 +254,7 @@ class RunManager:
         """Cancel a queued run at once, or ask a running one to stop. False if already ended."""
         if self.store.cancel_queued(run_id):
             self.notify(run_id)
+            self._wake_webhooks()
             self.observe.run_finished(run_id, graph, RunStatus.CANCELLED)
             return True
         with self._lock:
@@ -442,6 +454,9 @@ class RunManager:
         # A run whose only event is the run_started of this claim has no node runs to replay.
         records = self.store.journal(run_id) if run.last_seq > 1 else []
         journal = [NodeRecord.from_dict(d) for d in records]
+        # A node run that failed (before a retry) or was interrupted (before a resume) runs
+        # again: its attempts count on from the ones recorded.
+        earlier = self.store.prior_attempts(run_id) if run.last_seq > 1 else {}
 
         def lost() -> None:
             log.warning(
@@ -471,6 +486,8 @@ class RunManager:
         def on_event(ev: NodeEvent) -> None:
             if ex.disowned:  # the run is another process's: its events are not ours
                 return
+            if earlier and ev.run_id in earlier:
+                ev = dataclasses.replace(ev, attempt=earlier[ev.run_id] + ev.attempt)
             if observe:
                 observe.node_event(run_id, graph, ev)
             write = node_event_write(ev)
@@ -486,7 +503,16 @@ class RunManager:
                 cancel=ex.cancel,
                 max_concurrent=run.max_concurrent,
                 max_node_runs=self.settings.max_node_runs,
+                resume=run.resume_values,
             )
+        except RunInterrupted as paused:
+            if ex.disowned:
+                return
+            if ex.storage_error is not None:
+                self._fail_unstored(head, ex.storage_error)
+                return
+            interrupts = [interrupt_view(i) for i in paused.interrupts]
+            self._end(head, RunStatus.INTERRUPTED, interrupts=interrupts, ex=ex)
         except RunCancelledError:
             if ex.disowned:
                 return
@@ -526,9 +552,11 @@ class RunManager:
         *,
         output: dict[str, Any] | None = None,
         error: RunError | None = None,
+        interrupts: list[dict[str, Any]] | None = None,
         ex: _Execution,
     ) -> None:
-        """End the run through the journal, after its events; wait until it is stored.
+        """End (or pause) the run through the journal, after its events; wait until it is
+        stored.
 
         An end the database refuses (say, an output it cannot hold) fails the run instead.
         """
@@ -536,13 +564,19 @@ class RunManager:
             self._fail_unstored(head, head.failed)
             return
         if ex.run is not None and ex.rows is not None:
-            head.on_stored = functools.partial(self._keep_result, head, ex, status, output, error)
+            head.on_stored = functools.partial(
+                self._keep_result, head, ex, status, output, error, interrupts
+            )
         try:
-            stored = self.journal.end(head, status, output=output, error=error).result()
+            ending = self.journal.end(
+                head, status, output=output, error=error, interrupts=interrupts
+            )
+            stored = ending.result()
         except Exception as exc:
             self._fail_unstored(head, exc)
         else:
             if stored:
+                self._wake_webhooks()
                 self.observe.run_finished(head.run_id, ex.run.graph if ex.run else None, status)
 
     def _keep_result(
@@ -552,11 +586,12 @@ class RunManager:
         status: RunStatus,
         output: dict[str, Any] | None,
         error: RunError | None,
+        interrupts: list[dict[str, Any]] | None,
     ) -> None:
         """Keep the view of a watched run as its end was stored (on the journal's thread,
         before the wake-up that sends its waiter to ``take_result``)."""
         assert ex.run is not None and ex.rows is not None
-        self._waited.keep(ex.run, ex.rows, status, output, error, head.finished_at)
+        self._waited.keep(ex.run, ex.rows, status, output, error, interrupts, head.finished_at)
 
     def _fail_unstored(self, head: RunJournal, exc: BaseException) -> None:
         """Fail a run whose events or end could not be stored (the log keeps the detail)."""
@@ -584,7 +619,23 @@ class RunManager:
         )
         self.notify(run_id)
         if seq is not None:
+            self._wake_webhooks()
             self.observe.run_finished(run_id, graph, status)
+
+
+def _nothing() -> None:
+    pass
+
+
+def interrupt_view(interrupt: Interrupt) -> dict[str, Any]:
+    """What an interrupted run waits for, as stored and shown: ``{id, node_run_id, node,
+    payload}``."""
+    return {
+        "id": interrupt.id,
+        "node_run_id": interrupt.node_run_id,
+        "node": interrupt.node,
+        "payload": interrupt.payload,
+    }
 
 
 def _one_by_one(

@@ -19,9 +19,14 @@ from typing import Any
 import anyio.to_thread
 
 from service.storage.base import RunStore
-from service.storage.records import TERMINAL, EventData, json_serializer
+from service.storage.records import SETTLED, EventData, json_serializer
 
-TERMINAL_EVENTS = frozenset({"run_succeeded", "run_failed", "run_cancelled"})
+# Its own generator: a test that draws from the global one must not see it change.
+_jitter = random.Random()
+
+# The events after which a run rests: it ended, or it waits for a person. A stream ends after
+# one, unless the run already went on (resumed or retried) past it.
+SETTLING_EVENTS = frozenset({"run_succeeded", "run_failed", "run_cancelled", "run_interrupted"})
 
 
 class Subscription:
@@ -128,9 +133,12 @@ def _sse(seq: int, type_: str, data: EventData) -> dict[str, Any]:
 async def run_event_stream(
     store: RunStore, notifier: Notifier, run_id: str, after: int, poll_seconds: float
 ) -> AsyncIterator[dict[str, Any]]:
-    """Yield SSE dicts for events of ``run_id`` with seq > ``after`` until the terminal event.
+    """Yield SSE dicts for events of ``run_id`` with seq > ``after`` until the run settles: its
+    terminal event, or ``run_interrupted``. A settling event the run has gone on from (it was
+    resumed or retried since) does not end the stream; a client that wants to follow a run
+    after resuming or retrying it reconnects with ``Last-Event-ID``.
 
-    Ends at once when the run had already ended at or before ``after`` (a resume past the end).
+    Ends at once when the run had already settled at or before ``after`` (a resume past it).
     Live events come from memory when they continue exactly where the stream is (``seq ==
     last + 1``); anything else (the replay, a gap, events stored outside the journal) is read
     from the store.
@@ -149,7 +157,7 @@ async def run_event_stream(
                     seq, type_, data = live.popleft()
                     last = seq
                     yield _sse(seq, type_, data)
-                    if type_ in TERMINAL_EVENTS:
+                    if type_ in SETTLING_EVENTS:
                         return
                 continue
             if read_store or live:  # the replay, a gap, or events stored outside the journal
@@ -157,12 +165,12 @@ async def run_event_stream(
                 # ended run seen here has its terminal event among those read next or at or
                 # before ``last``.
                 run = await anyio.to_thread.run_sync(store.get_run, run_id)
-                ended = run is None or run.status in TERMINAL
+                ended = run is None or run.status in SETTLED
                 events = await anyio.to_thread.run_sync(store.events_after, run_id, last)
                 for ev in events:
                     last = ev.seq
                     yield _sse(ev.seq, ev.type, ev.data)
-                    if ev.type in TERMINAL_EVENTS:
+                    if ev.type in SETTLING_EVENTS and (run is None or ev.seq >= run.last_seq):
                         return
                 if events:
                     continue  # there may be more than one page
@@ -173,7 +181,7 @@ async def run_event_stream(
                     continue  # delivered while we read
             try:
                 # Jittered: streams of one moment do not all read the store at once.
-                timeout = poll_seconds * random.uniform(0.5, 1.0)
+                timeout = poll_seconds * _jitter.uniform(0.5, 1.0)
                 await asyncio.wait_for(subscription.wake.wait(), timeout=timeout)
             except TimeoutError:
                 read_store = True  # nothing woke us: look at the store all the same
@@ -192,7 +200,8 @@ async def wait_until_finished(
     active: bool = False,
     poll_seconds: float = 1.0,
 ) -> bool:
-    """Wait until the run is terminal or ``timeout`` passes; True when it finished.
+    """Wait until the run settles (it ends, or is interrupted) or ``timeout`` passes; True
+    when it settled.
 
     ``active``: the caller knows the run has not ended yet (it just created it), so the first
     look at the store is skipped. An end the journal stored is taken as it is, without a read.
@@ -209,7 +218,7 @@ async def wait_until_finished(
                 return True
             if look:
                 run = await anyio.to_thread.run_sync(store.get_run, run_id)
-                if run is None or run.status in TERMINAL:
+                if run is None or run.status in SETTLED:
                     return True
             look = True
             remaining = deadline - asyncio.get_running_loop().time()

@@ -21,6 +21,7 @@ from service.runtime.runner import RunManager
 from service.settings import Settings
 from service.storage.migrations import upgrade
 from service.storage.sql import SqlRunStore
+from service.webhooks import deliverer_for
 
 log = logging.getLogger("graphflow.service.worker")
 
@@ -39,14 +40,26 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
         observers = observers_for(settings)
         if settings.worker_metrics_port is not None:
             observers.append(serve_worker_metrics(settings))
-        runner = RunManager(store, workflows, settings, _no_streams, observers=observers)
+        webhooks = deliverer_for(store, settings)  # None without GRAPHFLOW_WEBHOOK_SECRET
+        runner = RunManager(
+            store,
+            workflows,
+            settings,
+            _no_streams,
+            observers=observers,
+            wake_webhooks=None if webhooks is None else webhooks.wake,
+        )
         runner.start()
+        if webhooks is not None:
+            webhooks.start()
         gc.freeze()  # start-up objects leave the collector's full passes (see ``service.app``)
         log.info("worker %s started: %d run slots", settings.owner_id, settings.max_concurrent_runs)
         stop.wait()
         log.info("worker %s stopping", settings.owner_id)
         threading.Thread(target=_hurry_when, args=(hurry, runner), daemon=True).start()
         runner.stop(settings.shutdown_grace_seconds)
+        if webhooks is not None:
+            webhooks.stop()
     finally:
         store.close()
 

@@ -7,9 +7,11 @@ and Postgres.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
+from service.storage.continuations import Owner
 from service.storage.records import (
     JournalBatch,
     JournalResult,
@@ -77,4 +79,18 @@ class RunStore(Protocol):
         self, run_id: str, owner_id: str, lease_seconds: float, max_attempts: int
     ) -> Run | None: ...
     def journal(self, run_id: str) -> list[dict[str, Any]]: ...
+    def prior_attempts(self, run_id: str) -> dict[str, int]: ...
+    def webhook_deliveries(self, run_id: str) -> list[dict[str, Any]]: ...
+    def resume_run(
+        self, run_id: str, values: Mapping[str, Any] | None, value: Any, owner: Owner
+    ) -> Run: ...
+    def retry_run(self, run_id: str, owner: Owner) -> Run: ...
+    def fork_run(
+        self,
+        source_id: str,
+        from_node_run: str,
+        run_input: dict[str, Any],
+        new_id: str,
+        owner: Owner,
+    ) -> Run: ...
     def events_after(self, run_id: str, after: int, limit: int = 500) -> list[RunEvent]: ...

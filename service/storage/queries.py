@@ -36,6 +36,7 @@ __all__ = [
     "list_runs",
     "node_runs",
     "node_upsert",
+    "prior_attempts",
     "progressed_since",
     "run_by_idempotency_key",
 ]
@@ -104,6 +105,7 @@ END_RUN = (
         output=bindparam("output"),
         error=bindparam("error"),
         finished_at=bindparam("finished_at"),
+        interrupts=bindparam("interrupts"),
         lease_expires_at=None,
     )
 )
@@ -209,6 +211,14 @@ def progressed_since(run_id: str, seq: int) -> Select[str]:
         select(NodeRun.activation_id)
         .where(NodeRun.run_id == run_id, NodeRun.completed_seq > seq)
         .limit(1)
+    )
+
+
+def prior_attempts(run_id: str) -> Select[str, int]:
+    """(node run id, attempt) of the run's node runs that failed or were interrupted."""
+    return select(NodeRun.activation_id, NodeRun.attempt).where(
+        NodeRun.run_id == run_id,
+        NodeRun.status.in_((NodeRunStatus.FAILED, NodeRunStatus.INTERRUPTED)),
     )
 
 

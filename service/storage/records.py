@@ -210,12 +210,14 @@ class LeaseRenewal:
 
 @dataclass(frozen=True)
 class RunEnd:
-    """How a run ends: its terminal status with its output or error."""
+    """How a run ends (or pauses): its status with its output, error or interrupts."""
 
     status: RunStatus
     output: dict[str, Any] | None
     error: RunError | None
     started_at: datetime | None
+    # ``interrupted``: what each waiting node asked, as ``interrupt_view`` dicts.
+    interrupts: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)

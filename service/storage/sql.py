@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -18,12 +18,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import LeaseLostError
-from service.storage import notices
+from service.storage import continuations, notices
 from service.storage import queries as q
 from service.storage.bulk import BulkInsert
+from service.storage.continuations import Owner
 from service.storage.engine import is_sqlite, make_engine
+from service.storage.outbox import WebhookOutbox, enqueue_deliveries
 from service.storage.records import (
     ACTIVE,
+    TERMINAL,
     EventData,
     JournalBatch,
     JournalResult,
@@ -285,6 +288,7 @@ class SqlRunStore:
             lost = set(batch.heads) - held
             advances = []
             ends = []
+            settled: list[tuple[str, str, int]] = []  # (run id, event type, seq): webhooks
             for run_id in held:
                 seq = batch.heads[run_id][1]
                 ending = batch.ends.get(run_id)
@@ -300,15 +304,22 @@ class SqlRunStore:
                         "status": end.status,
                         "output": end.output,
                         "error": error,
-                        "finished_at": now,
+                        # An interrupted run has not finished: it waits for a person.
+                        "finished_at": now if end.status in TERMINAL else None,
+                        "interrupts": end.interrupts,
                     }
                 )
-                data = _terminal_data(end.status, now, end.started_at, end.output, error)
-                events.append(_event_row(run_id, end_seq, f"run_{end.status}", data, now))
+                data = _terminal_data(
+                    end.status, now, end.started_at, end.output, error, end.interrupts
+                )
+                type_ = f"run_{end.status}"
+                events.append(_event_row(run_id, end_seq, type_, data, now))
+                settled.append((run_id, type_, end_seq))
             if advances:
                 conn.execute(q.SET_LAST_SEQ, advances)
             if ends:
                 conn.execute(q.END_RUN, ends)
+                enqueue_deliveries(conn, settled, now)
             stored = [(run_id, seq, w) for run_id, seq, w in batch.events if run_id in held]
             events.extend(_event_row(r, seq, w.type, w.data, now) for r, seq, w in stored)
             self._bulk_events.execute(conn, events)
@@ -353,16 +364,16 @@ class SqlRunStore:
             )
 
     def cancel_queued(self, run_id: str) -> bool:
-        """Cancel a run that is still queued; False when it is not (any more).
+        """Cancel a run that no process executes (queued or interrupted); False when it is
+        not (any more).
 
-        Check and write are one conditional ``UPDATE ... WHERE status = 'queued'``: a run
+        Check and write are one conditional ``UPDATE ... WHERE status IN (...)``: a run
         claimed in between is running, so it is left alone rather than marked cancelled while
         its worker goes on (cancelling a running run is ``request_cancel``).
         """
+        idle = Run.status.in_((RunStatus.QUEUED, RunStatus.INTERRUPTED))
         with self.transaction() as conn:
-            seq = self._finish(
-                conn, run_id, RunStatus.CANCELLED, None, None, Run.status == RunStatus.QUEUED
-            )
+            seq = self._finish(conn, run_id, RunStatus.CANCELLED, None, None, idle)
         return seq is not None
 
     def _finish(
@@ -386,15 +397,58 @@ class SqlRunStore:
                 error=error_json,
                 finished_at=now,
                 lease_expires_at=None,
+                interrupts=None,
             )
             .returning(Run.started_at)
         ).first()
         if started_at is None:
             return None
         data = _terminal_data(status, now, started_at[0], output, error_json)
-        seq = self._add_event(conn, run_id, f"run_{status}", data)
+        type_ = f"run_{status}"
+        seq = self._add_event(conn, run_id, type_, data)
+        enqueue_deliveries(conn, [(run_id, type_, seq)], now)
         self._announce(conn, (), (run_id,))
         return seq
+
+    # -- runs that go on: resumed, retried, forked (``service.storage.continuations``) -------
+    def resume_run(
+        self, run_id: str, values: Mapping[str, Any] | None, value: Any, owner: Owner
+    ) -> Run:
+        """``continuations.resume`` in a transaction of its own."""
+        with self.transaction() as conn:
+            run = continuations.resume(conn, run_id, values, value, owner, utcnow())
+            self._announce(conn, (run_id,))
+            return run
+
+    def retry_run(self, run_id: str, owner: Owner) -> Run:
+        """``continuations.retry`` in a transaction of its own."""
+        with self.transaction() as conn:
+            run = continuations.retry(conn, run_id, owner, utcnow())
+            self._announce(conn, (run_id,))
+            return run
+
+    def fork_run(
+        self,
+        source_id: str,
+        from_node_run: str,
+        run_input: dict[str, Any],
+        new_id: str,
+        owner: Owner,
+    ) -> Run:
+        """``continuations.fork`` in a transaction of its own."""
+        with self.transaction() as conn:
+            now = utcnow()
+            return continuations.fork(conn, source_id, from_node_run, run_input, new_id, owner, now)
+
+    def webhook_deliveries(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's webhook deliveries, oldest first (``WebhookOutbox.deliveries_for``)."""
+        return WebhookOutbox(self).deliveries_for(run_id)
+
+    def prior_attempts(self, run_id: str) -> dict[str, int]:
+        """The attempts of the node runs that failed or were interrupted, by node run id: a
+        retried or resumed run numbers their next attempts after them."""
+        with self._read() as session:
+            return {str(a): int(n) for a, n in session.execute(q.prior_attempts(run_id))}
 
     def request_cancel(self, run_id: str) -> None:
         """Flag an active run for cancelling; its owner sees the flag at its next lease
@@ -578,8 +632,12 @@ def _terminal_data(
     started_at: datetime | None,
     output: dict[str, Any] | None,
     error: dict[str, Any] | None,
+    interrupts: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The data of a run's terminal event (``run_succeeded``, ``run_failed``, ...)."""
+    """The data of a run's terminal event (``run_succeeded``, ``run_failed``, ...), or of
+    ``run_interrupted``, which names what the run waits for."""
+    if status == RunStatus.INTERRUPTED:
+        return {"status": status.value, "interrupted_at": now.isoformat(), "interrupts": interrupts}
     data: dict[str, Any] = {"status": status.value, "finished_at": now.isoformat()}
     if started_at is not None:
         data["duration_ms"] = (now - started_at).total_seconds() * 1000

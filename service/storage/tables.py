@@ -1,4 +1,5 @@
-"""SQLAlchemy tables: runs, node_runs (one row per node activation), run_events and the\nwebhook outbox."""
+"""SQLAlchemy tables: runs, node_runs (one row per node activation), run_events and the
+webhook outbox."""
 
 from __future__ import annotations
 

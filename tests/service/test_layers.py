@@ -14,6 +14,7 @@ FORBIDDEN = {
     "service/storage": ("service.api", "service.runtime", "service.app", "service.cli"),
     "service/runtime": ("service.api", "service.app", "service.cli"),
     "service/api": ("service.app", "service.cli"),
+    "service/webhooks": ("service.api", "service.runtime", "service.app", "service.cli"),
     "graphflow_core": ("service", "workflows"),
 }
 

@@ -245,3 +245,46 @@ def test_the_cancel_button_cancels_a_running_run(server: LiveServer, page: Page)
     expect(page.get_by_role("button", name="Cancel run")).to_be_disabled()
     expect(node(page, "s7")).to_have_attribute("data-status", "idle")  # never started
     assert httpx.get(f"{server.url}/runs/{run_id}").json()["status"] == "cancelled"
+
+
+def test_an_interrupted_run_shows_what_it_waits_for_and_resumes_from_the_page(
+    server: LiveServer, page: Page
+) -> None:
+    run = run_via_api(server, "approval", {"input": {"topic": "<b>graphs</b>"}})
+    assert run["status"] == "interrupted"
+    page.goto(f"{server.url}/ui/#/runs/{run['id']}")
+
+    expect(page.locator(".run-summary .badge")).to_have_attribute("data-status", "interrupted")
+    expect(node(page, "review")).to_have_attribute("data-status", "interrupted")
+    waiting = page.locator(".waiting .interrupt")
+    expect(waiting).to_have_count(1)
+    expect(waiting).to_contain_text("A short note on <b>graphs</b>.")  # as text, not markup
+
+    waiting.locator("textarea").fill("not json")
+    page.get_by_role("button", name="Resume run").click()
+    expect(page.locator(".resume-error")).to_contain_text("is not JSON")
+
+    waiting.locator("textarea").fill('{"approved": true}')
+    page.get_by_role("button", name="Resume run").click()
+
+    expect(page.locator(".run-summary .badge")).to_have_attribute("data-status", "succeeded")
+    expect(node(page, "publish")).to_have_attribute("data-status", "succeeded")
+    expect(page.locator(".waiting")).to_have_count(0)
+    stored = httpx.get(f"{server.url}/runs/{run['id']}").json()
+    assert stored["status"] == "succeeded"
+    assert stored["output"]["outcome"] == "published"
+
+
+def test_the_retry_button_runs_a_failed_run_again(server: LiveServer, page: Page) -> None:
+    run = run_via_api(server, "failing", {"input": {"x": 1}})
+    page.goto(f"{server.url}/ui/#/runs/{run['id']}")
+    expect(page.locator(".run-summary .badge")).to_have_attribute("data-status", "failed")
+
+    page.get_by_role("button", name="Retry run").click()
+
+    # The sample node fails every time: the retry ends failed again, on its second attempt.
+    row = page.locator("tr[data-node-run]").filter(has=page.locator(".node-name", has_text="boom"))
+    expect(row.locator("td").nth(3)).to_contain_text("2")
+    expect(page.locator(".run-summary .badge")).to_have_attribute("data-status", "failed")
+    nodes = httpx.get(f"{server.url}/runs/{run['id']}").json()["nodes"]
+    assert {n["node"]: n["attempt"] for n in nodes} == {"a": 1, "boom": 2}

@@ -15,6 +15,7 @@ from service.runtime.registry import RegisteredWorkflow, WorkflowRegistryError, 
 
 BUILTIN_NAMES = [
     "advanced_workflow",
+    "approval",
     "basic_fanout",
     "conditional_router",
     "map_reduce",

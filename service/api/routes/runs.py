@@ -1,4 +1,4 @@
-"""Runs: create, inspect, list, cancel and stream events."""
+"""Runs: create, inspect, list, cancel, resume, retry, fork and stream events."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query, Response
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
-from service.api import operations
+from service.api import continuations, operations
 from service.api.capacity import SlotEventSourceResponse
 from service.api.deps import (
     CatalogDep,
@@ -20,11 +20,18 @@ from service.api.deps import (
     StoreDep,
     StreamSlotsDep,
 )
-from service.api.schemas import ErrorPublic, RunCreate, RunList, RunPublic
+from service.api.schemas import (
+    ErrorPublic,
+    ForkRequest,
+    ResumeRequest,
+    RunCreate,
+    RunList,
+    RunPublic,
+)
 from service.api.strict_route import STRICT_RESPONSES, StrictRoute
 from service.errors import RunNotFoundError
 from service.runtime.streams import run_event_stream, wait_until_finished
-from service.storage.records import TERMINAL, RunStatus
+from service.storage.records import SETTLED, TERMINAL, RunStatus
 
 router = APIRouter(tags=["runs"], route_class=StrictRoute, responses=STRICT_RESPONSES)
 # The routes are ``async`` and hand only their storage work to the thread pool: FastAPI runs a
@@ -46,6 +53,7 @@ _SSE_EVENT = {
     "required": ["id", "event", "data"],
 }
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying."}}
+_TOO_MANY_RUNS = {"model": ErrorPublic, "headers": _RETRY_AFTER, "description": "Too many runs"}
 # Printable text only: NUL and control characters cannot be stored in Postgres text columns.
 _TEXT = r"^[^\x00-\x1f\x7f]*$"
 
@@ -57,8 +65,8 @@ _TEXT = r"^[^\x00-\x1f\x7f]*$"
     response_model=RunPublic,
     responses={
         200: {"model": RunPublic},
-        **_errors(404, 409, 413),
-        429: {"model": ErrorPublic, "headers": _RETRY_AFTER, "description": "Too many runs"},
+        **_errors(404, 409, 413, 422),
+        429: _TOO_MANY_RUNS,
     },
 )
 async def create_run(
@@ -73,12 +81,16 @@ async def create_run(
     wait: Annotated[bool, Query(description="Wait for the run to end (bounded).")] = False,
     idempotency_key: Annotated[str | None, Header(max_length=255, pattern=_TEXT)] = None,
 ) -> RunPublic:
-    """Start a run of a graph (202), or return the run an Idempotency-Key already made (200)."""
+    """Start a run of a graph (202), or return the run an Idempotency-Key already made (200).
+
+    With ``?wait=true`` it answers once the run ends or is interrupted (or the wait's bound
+    passes).
+    """
     result = await operations.create_run(
         store, catalog, runner, settings, name, body, idempotency_key, wait
     )
     run = result.run
-    if wait and run.status not in TERMINAL:
+    if wait and run.status not in SETTLED:
         try:
             active = result.created  # just created here: not ended yet
             await wait_until_finished(
@@ -95,8 +107,8 @@ async def create_run(
             ended = await run_in_threadpool(operations.get_run, store, run.id)
         run = ended
     response.headers["Location"] = f"/runs/{run.id}"
-    finished = run.status in TERMINAL
-    response.status_code = 200 if (not result.created or (wait and finished)) else 202
+    settled = run.status in SETTLED
+    response.status_code = 200 if (not result.created or (wait and settled)) else 202
     return run
 
 
@@ -149,6 +161,76 @@ async def cancel_run(
     return run
 
 
+@router.post(
+    "/runs/{run_id}/resume",
+    operation_id="resume_run",
+    status_code=202,
+    response_model=RunPublic,
+    responses={**_errors(404, 409, 422), 429: _TOO_MANY_RUNS},
+)
+async def resume_run(
+    run_id: uuid.UUID,
+    body: ResumeRequest,
+    store: StoreDep,
+    runner: RunnerDep,
+    settings: SettingsDep,
+) -> RunPublic:
+    """Give an interrupted run the values its waiting nodes asked for; it is queued again.
+
+    ``values`` maps interrupt ids (see the run's ``interrupts``) to values; ``value`` is the
+    value when exactly one node waits. Nodes left without a value ask again. 409 if the run is
+    not interrupted, 422 for an id it does not wait on.
+    """
+    return await run_in_threadpool(continuations.resume_run, store, runner, settings, run_id, body)
+
+
+@router.post(
+    "/runs/{run_id}/retry",
+    operation_id="retry_run",
+    status_code=202,
+    response_model=RunPublic,
+    responses={**_errors(404, 409), 429: _TOO_MANY_RUNS},
+)
+async def retry_run(
+    run_id: uuid.UUID, store: StoreDep, runner: RunnerDep, settings: SettingsDep
+) -> RunPublic:
+    """Queue a failed or cancelled run again under its id (409 for any other status).
+
+    Its completed node runs are replayed, not run again; the failed node runs again with the
+    next attempt number. Its event stream goes on with ``run_retried``.
+    """
+    return await run_in_threadpool(continuations.retry_run, store, runner, settings, run_id)
+
+
+@router.post(
+    "/runs/{run_id}/fork",
+    operation_id="fork_run",
+    status_code=201,
+    response_model=RunPublic,
+    responses={**_errors(404, 409, 422), 429: _TOO_MANY_RUNS},
+)
+async def fork_run(
+    run_id: uuid.UUID,
+    body: ForkRequest,
+    response: Response,
+    store: StoreDep,
+    catalog: CatalogDep,
+    runner: RunnerDep,
+    settings: SettingsDep,
+) -> RunPublic:
+    """Start a new run from one of this run's node runs, on its input patched.
+
+    The node runs that completed before ``from_node_run`` are reused; it and everything after
+    it run again. 404 for a node run the source run does not have, 409 while the source run is
+    queued or running, 422 for an input the graph refuses.
+    """
+    run = await run_in_threadpool(
+        continuations.fork_run, store, catalog, runner, settings, run_id, body
+    )
+    response.headers["Location"] = f"/runs/{run.id}"
+    return run
+
+
 @router.get(
     "/runs/{run_id}/events",
     operation_id="stream_run_events",
@@ -176,7 +258,9 @@ async def stream_run_events(
 ) -> EventSourceResponse:
     """Stream the run's events (past ones first, then live) as server-sent events.
 
-    Holds one of ``max_streams`` slots until the stream ends or the client disconnects.
+    The stream ends after the run ends or is interrupted; after a resume or retry, reconnect
+    with ``Last-Event-ID`` to follow it on. Holds one of ``max_streams`` slots until the
+    stream ends or the client disconnects.
     """
     rid = str(run_id)
     if await run_in_threadpool(store.get_run, rid) is None:

@@ -2,7 +2,10 @@
 // sessionStorage and travels only in the Authorization header, never in a URL.
 
 const KEY_STORAGE = "graphflow.apiKey";
-const TERMINAL_EVENTS = new Set(["run_succeeded", "run_failed", "run_cancelled"]);
+// The events after which a run rests (it ended, or waits for a person). The server ends the
+// stream after one unless the run went on past it (a retry, a resume): so the stream's end,
+// not the event alone, says the run settled.
+const SETTLING_EVENTS = new Set(["run_succeeded", "run_failed", "run_cancelled", "run_interrupted"]);
 const RECONNECT_MS = 1000;
 
 // The page is served at <root>/ui/, the API at <root>/ (works behind a path prefix too).
@@ -74,13 +77,14 @@ function parseBlock(block) {
   return { id: event.id, event: event.event, data: JSON.parse(event.data.join("\n")) };
 }
 
-/** Read one response body of events; returns true once the terminal event arrived. */
+/** Read one response body of events; returns true when it ended after a settling event. */
 async function readEvents(resp, onEvent, progress) {
   const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
+  let last = null;
   for (;;) {
     const { value, done } = await reader.read();
-    if (done) return false;
+    if (done) return SETTLING_EVENTS.has(last);
     // sse-starlette ends lines with \r\n: hold a trailing \r back until its \n arrives.
     buffer = (buffer + value).replace(/\r\n/g, "\n");
     let end;
@@ -90,7 +94,7 @@ async function readEvents(resp, onEvent, progress) {
       if (!event) continue;
       if (event.id !== null) progress.lastId = event.id;
       onEvent(event);
-      if (TERMINAL_EVENTS.has(event.event)) return true;
+      last = event.event;
     }
   }
 }
@@ -104,7 +108,7 @@ function sleep(ms, signal) {
 
 /**
  * Follow a run's events: past ones first (the stream replays them), then live ones, until the
- * terminal event. Uses fetch rather than EventSource, which cannot send Authorization; on a
+ * run settles: it ends, or is interrupted. Uses fetch rather than EventSource, which cannot send Authorization; on a
  * dropped connection it reconnects with Last-Event-ID so no event is seen twice.
  */
 export async function followRun(runId, onEvent, { signal, onConnection } = {}) {

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from graphflow_core import StateGraph
+from graphflow_core import StateGraph, interrupt
 from service.runtime.registry import workflow
 
 COUNTER_ENV = "GRAPHFLOW_TEST_COUNTER"
@@ -120,3 +120,67 @@ def poison_pill() -> StateGraph:
     g.add_node("never", _chain_node("never"))
     g.add_edge("prepare", "poison").add_edge("poison", "never")
     return g.set_entry_point("prepare")
+
+
+TEN_STEPS = [f"n{i:02d}" for i in range(1, 11)]
+
+
+class TenStepsInput(BaseModel):
+    tag: str = Field(max_length=100)
+    # Node n07 fails while this file exists: delete it, then retry the run.
+    fail_flag: str = Field(max_length=1000)
+
+
+def _step(name: str) -> Any:
+    def node(state: dict[str, Any]) -> dict[str, Any]:
+        if name == "n07" and os.path.exists(state["fail_flag"]):
+            raise RuntimeError(f"{name} failed: {state['fail_flag']} exists")
+        count_completion(state["tag"], name)
+        return {"trace": [name]}
+
+    return node
+
+
+@workflow("ten_steps", description="n01 -> ... -> n10; n07 fails while `fail_flag` exists.")
+def ten_steps() -> StateGraph:
+    g = StateGraph({"trace": "extend"})
+    for name in TEN_STEPS:
+        g.add_node(name, _step(name))
+    for src, dst in zip(TEN_STEPS, TEN_STEPS[1:], strict=False):
+        g.add_edge(src, dst)
+    return g.set_entry_point(TEN_STEPS[0])
+
+
+class AskInput(BaseModel):
+    tag: str = Field(max_length=100)
+    delay: float = Field(0.0, ge=0, le=2)
+
+
+def _asker(name: str) -> Any:
+    def node(state: dict[str, Any]) -> dict[str, Any]:
+        count_completion(state["tag"], f"{name}-asked")  # before interrupt(): runs again
+        answer = interrupt({"question": f"{name}?"})
+        count_completion(state["tag"], name)
+        return {"answers": {name: answer}}
+
+    return node
+
+
+def _collect(state: dict[str, Any]) -> dict[str, Any]:
+    count_completion(state["tag"], "collect")
+    return {"done": sorted(state.get("answers", {}))}
+
+
+@workflow(
+    "two_questions",
+    description="start -> (legal, finance: each waits for a person) -> collect.",
+    input_model=AskInput,
+)
+def two_questions() -> StateGraph:
+    g = StateGraph({"answers": "merge"})
+    g.add_node("start", _fan_node("start", 0)).set_entry_point("start")
+    g.add_node("collect", _collect)
+    for name in ("legal", "finance"):
+        g.add_node(name, _asker(name))
+        g.add_edge("start", name).add_edge(name, "collect")
+    return g

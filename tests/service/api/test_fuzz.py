@@ -28,8 +28,23 @@ schemathesis.openapi.format(
 )
 
 
+# Webhook URLs must point at a host the server may send to: an allowed literal address (no DNS,
+# and nothing listens on the discard port, so deliveries just fail and are retried).
+WEBHOOK_HOST = "127.0.0.1"
+schemathesis.openapi.format(
+    "uri",
+    st.sampled_from([f"http://{WEBHOOK_HOST}:9/hook", f"https://{WEBHOOK_HOST}:9/h?run=1"]),
+)
+
+
 def _settings(database_url: str, **overrides: Any) -> Any:
-    return make_settings(database_url, run_wait_timeout=0.2, **overrides)
+    return make_settings(
+        database_url,
+        run_wait_timeout=0.2,
+        webhook_secret="fuzz-secret",
+        webhook_allow_hosts=[WEBHOOK_HOST],
+        **overrides,
+    )
 
 
 def _seed(database_url: str) -> tuple[list[str], list[str]]:

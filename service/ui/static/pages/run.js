@@ -1,6 +1,7 @@
 // One run: its graph with nodes coloured by live status, a timeline of its node runs, input,
-// output, error, per-node details and a cancel button. It follows the run's event stream,
-// which replays stored events first, so finished runs render the same way.
+// output, error, per-node details and a cancel button; for an interrupted run, what it waits
+// for and a form to resume it; for a failed or cancelled one, a retry button. It follows the
+// run's event stream, which replays stored events first, so finished runs render the same way.
 
 import { ApiError, api, followRun } from "../api.js";
 import { drawGraph } from "../graph.js";
@@ -9,7 +10,8 @@ import { formatMs, formatTime, h, jsonBlock, statusBadge } from "../dom.js";
 
 const ACTIVE = new Set(["queued", "running"]);
 // The status a node shows when it ran several times: the most telling of its node runs.
-const PRECEDENCE = ["running", "retrying", "failed", "cancelled", "succeeded"];
+const PRECEDENCE = ["running", "interrupted", "retrying", "failed", "cancelled", "succeeded"];
+const RETRYABLE = new Set(["failed", "cancelled"]);
 const TICK_MS = 250;
 
 /** Node runs by id, seeded from GET /runs/{id} and kept current by the events. */
@@ -63,6 +65,17 @@ function applyEvent(state, { event, data }) {
       }
       break;
     }
+    case "node_interrupted":
+      Object.assign(nodeRun(), { status: "interrupted", finished_at: data.finished_at, duration_ms: data.duration_ms });
+      break;
+    case "run_interrupted":
+      run.status = "interrupted";
+      run.interrupts = data.interrupts;
+      break;
+    case "run_continued":
+    case "run_retried":
+      Object.assign(run, { status: "queued", interrupts: null, error: null });
+      break;
     case "run_succeeded":
     case "run_failed":
     case "run_cancelled":
@@ -90,9 +103,11 @@ function colourGraph(state) {
   for (const [name, runs] of byNode) state.graph.setNode(name, nodeStatus(runs, state.run.status), runs.length);
 }
 
-function summary(state, onCancel) {
+function summary(state, { onCancel, onRetry }) {
   const run = state.run;
-  const cancel = h("button", { type: "button", class: "danger", onclick: onCancel, disabled: !ACTIVE.has(run.status) }, "Cancel run");
+  const cancellable = ACTIVE.has(run.status) || run.status === "interrupted";
+  const cancel = h("button", { type: "button", class: "danger", onclick: onCancel, disabled: !cancellable }, "Cancel run");
+  const retry = RETRYABLE.has(run.status) ? h("button", { type: "button", class: "retry", onclick: onRetry }, "Retry run") : null;
   return h(
     "div",
     { class: "run-summary" },
@@ -106,6 +121,43 @@ function summary(state, onCancel) {
       h("dt", {}, "Stream"), h("dd", { class: "stream-state" }, state.connection),
     ),
     cancel,
+    retry,
+  );
+}
+
+/** What an interrupted run waits for: each payload, and a JSON value to resume it with. */
+function waitingBlock(state, onResume) {
+  const interrupts = state.run.status === "interrupted" ? state.run.interrupts || [] : [];
+  if (!interrupts.length) return null;
+  const fields = interrupts.map((i) => ({ interrupt: i, input: h("textarea", { class: "resume-value", rows: 3, "data-interrupt": i.id }, "true") }));
+  const problem = h("div", { class: "form-error resume-error" });
+  const submit = () => {
+    const values = {};
+    for (const { interrupt, input } of fields) {
+      try {
+        values[interrupt.id] = JSON.parse(input.value);
+      } catch (err) {
+        problem.textContent = `the value for ${interrupt.node} (${interrupt.id}) is not JSON: ${err.message}`;
+        return;
+      }
+    }
+    onResume(values, problem);
+  };
+  return h(
+    "section",
+    { class: "panel waiting" },
+    h("h3", {}, "Waiting for a person"),
+    fields.map(({ interrupt, input }) =>
+      h(
+        "div",
+        { class: "interrupt", "data-interrupt": interrupt.id },
+        h("div", {}, h("strong", { class: "node-name" }, interrupt.node), " ", h("span", { class: "mono muted" }, interrupt.id), " asks:"),
+        jsonBlock(interrupt.payload, "json small"),
+        h("label", {}, "Value (JSON) ", input),
+      ),
+    ),
+    problem,
+    h("button", { type: "button", class: "resume", onclick: submit }, "Resume run"),
   );
 }
 
@@ -149,10 +201,11 @@ function nodeTable(state) {
 }
 
 /** The page's sections; fill(state) updates them in place (the graph's <svg> is kept). */
-function layout(state, onCancel) {
+function layout(state, actions) {
   const slot = (cls) => h("div", { class: cls });
   const slots = {
     summary: slot("summary-slot"),
+    waiting: slot("waiting-slot"),
     timeline: slot("timeline-slot"),
     input: slot("input-slot"),
     output: slot("output-slot"),
@@ -163,6 +216,7 @@ function layout(state, onCancel) {
     "div",
     { class: "run-page" },
     slots.summary,
+    slots.waiting,
     state.graph ? h("div", { class: "graph-box" }, state.graph.svg) : h("p", { class: "muted" }, "The graph is not registered here."),
     h("section", { class: "panel" }, h("h3", {}, "Timeline"), slots.timeline),
     h(
@@ -177,7 +231,8 @@ function layout(state, onCancel) {
   const timeline = () => slots.timeline.replaceChildren(drawTimeline([...state.nodeRuns.values()]));
   const fill = () => {
     colourGraph(state);
-    slots.summary.replaceChildren(summary(state, onCancel));
+    slots.summary.replaceChildren(summary(state, actions));
+    slots.waiting.replaceChildren(waitingBlock(state, actions.onResume) || "");
     timeline();
     slots.input.replaceChildren(jsonBlock(state.run.input));
     slots.output.replaceChildren(jsonBlock(state.run.output));
@@ -204,7 +259,24 @@ export async function render(main, { id }, signal) {
     }
     schedule();
   };
-  const page = layout(state, onCancel);
+  // Resume and retry queue the run again: follow it afresh, as a new visit would.
+  const goOn = async (path, body, problem) => {
+    try {
+      await api(`runs/${encodeURIComponent(id)}/${path}`, { method: "POST", body });
+    } catch (err) {
+      if (problem) problem.textContent = err.message;
+      else state.connection = `${path} failed: ${err.message}`;
+      schedule();
+      return;
+    }
+    await render(main, { id }, signal);
+  };
+  const actions = {
+    onCancel,
+    onRetry: () => goOn("retry"),
+    onResume: (values, problem) => goOn("resume", { values }, problem),
+  };
+  const page = layout(state, actions);
   const schedule = () => {
     if (!frame) frame = requestAnimationFrame(() => { frame = 0; page.fill(); });
   };

@@ -1,0 +1,77 @@
+"""Service functions behind resume, retry and fork: runs that go on after they settled."""
+
+from __future__ import annotations
+
+import uuid
+
+from service.api.catalog import Catalog
+from service.api.operations import get_run, validate_input
+from service.api.schemas import ForkRequest, ResumeRequest, RunPublic
+from service.errors import RunNotFoundError
+from service.runtime.runner import RunManager
+from service.settings import Settings
+from service.storage.base import RunStore
+from service.storage.continuations import NO_VALUE, Owner
+from service.storage.engine import is_sqlite
+from service.storage.tables import Run
+
+
+def _owner(settings: Settings, runner: RunManager) -> Owner:
+    """This process runs it if it executes runs; else whichever worker claims it first."""
+    return Owner(
+        owner_id=settings.owner_id if runner.executes else None,
+        lease_seconds=settings.lease_seconds,
+        max_active_runs=settings.max_active_runs,
+        announce=not is_sqlite(settings.database_url),
+    )
+
+
+def _queued(store: RunStore, runner: RunManager, run: Run) -> RunPublic:
+    """Hand a run queued again (or anew) to this process's workers, wake its streams here,
+    and return its view."""
+    if runner.executes:
+        runner.submit(run.id)
+    runner.notify(run.id)  # stored outside the journal: streams here read it from the store
+    return get_run(store, run.id)
+
+
+def resume_run(
+    store: RunStore, runner: RunManager, settings: Settings, run_id: uuid.UUID, body: ResumeRequest
+) -> RunPublic:
+    """Give an interrupted run its values and queue it again (``continuations.resume``)."""
+    value = body.value if "value" in body.model_fields_set else NO_VALUE
+    run = store.resume_run(str(run_id), body.values, value, _owner(settings, runner))
+    return _queued(store, runner, run)
+
+
+def retry_run(
+    store: RunStore, runner: RunManager, settings: Settings, run_id: uuid.UUID
+) -> RunPublic:
+    """Queue a failed or cancelled run again (``continuations.retry``)."""
+    run = store.retry_run(str(run_id), _owner(settings, runner))
+    return _queued(store, runner, run)
+
+
+def fork_run(
+    store: RunStore,
+    catalog: Catalog,
+    runner: RunManager,
+    settings: Settings,
+    run_id: uuid.UUID,
+    body: ForkRequest,
+) -> RunPublic:
+    """A new run from one of ``run_id``'s node runs, on its input patched by
+    ``body.input_patch`` and checked against the graph (``continuations.fork``).
+
+    Raises ``RunNotFoundError``, ``GraphNotFoundError`` (the graph is not loaded any more) and
+    ``InvalidInputError``, besides what ``continuations.fork`` raises.
+    """
+    source_id = str(run_id)
+    source = store.get_run(source_id)
+    if source is None:
+        raise RunNotFoundError(source_id)
+    run_input = validate_input(catalog.get(source.graph), {**source.input, **body.input_patch})
+    new_id = str(uuid.uuid4())
+    owner = _owner(settings, runner)
+    run = store.fork_run(source_id, body.from_node_run, run_input, new_id, owner)
+    return _queued(store, runner, run)
