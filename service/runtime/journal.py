@@ -188,14 +188,16 @@ class JournalWriter:
         output: dict[str, Any] | None = None,
         error: RunError | None = None,
         interrupts: list[dict[str, Any]] | None = None,
+        webhook: bool = False,
     ) -> Future[bool]:
         """Queue the run's end (status, output, terminal event) after its events; for an
-        ``interrupted`` run, its pause, with what it waits for.
+        ``interrupted`` run, its pause, with what it waits for. ``webhook``: the run has one,
+        whose delivery is queued in the same transaction.
 
         The future resolves to True once stored, False when the run was lost to another
         process, or to the storage error when the end itself could not be stored.
         """
-        end = RunEnd(status, output, error, journal.started_at, interrupts)
+        end = RunEnd(status, output, error, journal.started_at, interrupts, webhook)
         self._put(_End(journal, journal.take_seq(), end))
         return journal.ended
 

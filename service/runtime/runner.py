@@ -568,8 +568,9 @@ class RunManager:
                 self._keep_result, head, ex, status, output, error, interrupts
             )
         try:
+            webhook = ex.run is not None and ex.run.webhook_url is not None
             ending = self.journal.end(
-                head, status, output=output, error=error, interrupts=interrupts
+                head, status, output=output, error=error, interrupts=interrupts, webhook=webhook
             )
             stored = ending.result()
         except Exception as exc:

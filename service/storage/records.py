@@ -218,6 +218,8 @@ class RunEnd:
     started_at: datetime | None
     # ``interrupted``: what each waiting node asked, as ``interrupt_view`` dicts.
     interrupts: list[dict[str, Any]] | None = None
+    # The run has a webhook: queue its delivery with the end (a statement saved for the rest).
+    webhook: bool = False
 
 
 @dataclass(frozen=True)

@@ -314,12 +314,13 @@ class SqlRunStore:
                 )
                 type_ = f"run_{end.status}"
                 events.append(_event_row(run_id, end_seq, type_, data, now))
-                settled.append((run_id, type_, end_seq))
+                if end.webhook:
+                    settled.append((run_id, type_, end_seq))
             if advances:
                 conn.execute(q.SET_LAST_SEQ, advances)
             if ends:
                 conn.execute(q.END_RUN, ends)
-                enqueue_deliveries(conn, settled, now)
+            enqueue_deliveries(conn, settled, now)
             stored = [(run_id, seq, w) for run_id, seq, w in batch.events if run_id in held]
             events.extend(_event_row(r, seq, w.type, w.data, now) for r, seq, w in stored)
             self._bulk_events.execute(conn, events)
