@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer
-from tests.service.webhooks.conftest import SECRET, Receiver
+from tests.service.webhooks.conftest import SECRET, receiver  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.slow
 
@@ -57,21 +57,10 @@ def _deliveries(server: LiveServer, run_id: str, count: int, status: str) -> lis
         time.sleep(0.05)
 
 
-@pytest.fixture
-def receiver() -> Any:
-    started: list[Receiver] = []
-
-    def start(*statuses: int) -> Receiver:
-        started.append(Receiver(statuses or (200,)))
-        return started[-1]
-
-    yield start
-    for r in started:
-        r.close()
-
-
 def test_a_signed_delivery_is_retried_after_two_500s_and_shown_on_the_run(
-    database_url: str, start_server: Callable[..., LiveServer], receiver: Any
+    database_url: str,
+    start_server: Callable[..., LiveServer],
+    receiver: Any,  # noqa: F811
 ) -> None:
     hook = receiver(500, 500, 200)
     server = start_server(database_url, **WEBHOOKS)
@@ -97,7 +86,9 @@ def test_a_signed_delivery_is_retried_after_two_500s_and_shown_on_the_run(
 
 
 def test_an_interrupted_run_posts_its_pause_then_its_end(
-    database_url: str, start_server: Callable[..., LiveServer], receiver: Any
+    database_url: str,
+    start_server: Callable[..., LiveServer],
+    receiver: Any,  # noqa: F811
 ) -> None:
     hook = receiver(200)
     server = start_server(database_url, **WEBHOOKS)
@@ -117,7 +108,9 @@ def test_an_interrupted_run_posts_its_pause_then_its_end(
 
 
 def test_pending_deliveries_survive_a_kill_and_are_sent_by_the_next_server(
-    database_url: str, start_server: Callable[..., LiveServer], receiver: Any
+    database_url: str,
+    start_server: Callable[..., LiveServer],
+    receiver: Any,  # noqa: F811
 ) -> None:
     hook = receiver(503, 200)
     slow = {**WEBHOOKS, "GRAPHFLOW_WEBHOOK_BACKOFF_SECONDS": "2"}

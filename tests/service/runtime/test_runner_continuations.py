@@ -40,7 +40,7 @@ def _owner(manager: RunManager, max_active_runs: int | None = None) -> Owner:
     return Owner(manager.owner_id, 30, max_active_runs, announce=False)
 
 
-def _start(store: SqlRunStore, manager: RunManager, graph: str, run_input: dict[str, Any]) -> str:
+def _queue(store: SqlRunStore, manager: RunManager, graph: str, run_input: dict[str, Any]) -> str:
     run, _ = store.create_run(
         run_id=str(uuid.uuid4()),
         graph=graph,
@@ -50,8 +50,13 @@ def _start(store: SqlRunStore, manager: RunManager, graph: str, run_input: dict[
         owner_id=manager.owner_id,
         lease_seconds=30,
     )
-    manager.execute(run.id)
     return run.id
+
+
+def _start(store: SqlRunStore, manager: RunManager, graph: str, run_input: dict[str, Any]) -> str:
+    run_id = _queue(store, manager, graph, run_input)
+    manager.execute(run_id)
+    return run_id
 
 
 def _run(store: SqlRunStore, run_id: str) -> Run:
@@ -176,15 +181,7 @@ def test_retry_and_resume_respect_the_active_run_cap(
     flag = tmp_path / "fail"
     flag.touch()
     rid = _start(store, manager, "ten_steps", {"tag": "t", "fail_flag": str(flag)})
-    store.create_run(
-        run_id=str(uuid.uuid4()),
-        graph="steady_chain",
-        input={"tag": "q"},
-        max_concurrent=None,
-        idempotency_key=None,
-        owner_id=manager.owner_id,
-        lease_seconds=30,
-    )
+    _queue(store, manager, "steady_chain", {"tag": "q"})
     with pytest.raises(TooManyActiveRunsError):
         store.retry_run(rid, _owner(manager, max_active_runs=1))
     assert _run(store, rid).status == "failed"
@@ -219,23 +216,15 @@ def test_fork_reuses_the_node_runs_completed_before_its_node_run(
 def test_the_outbox_gets_a_delivery_when_a_run_with_a_webhook_pauses_and_ends(
     store: SqlRunStore, manager: RunManager
 ) -> None:
-    run, _ = store.create_run(
-        run_id=str(uuid.uuid4()),
-        graph="two_questions",
-        input={"tag": "t", "delay": 0},
-        max_concurrent=None,
-        idempotency_key=None,
-        owner_id=manager.owner_id,
-        lease_seconds=30,
-    )
+    rid = _queue(store, manager, "two_questions", {"tag": "t", "delay": 0})
     with store.transaction() as conn:
-        conn.execute(update(Run).where(Run.id == run.id).values(webhook_url="http://h.test/x"))
-    manager.execute(run.id)
-    assert [d["event"] for d in store.webhook_deliveries(run.id)] == ["run_interrupted"]
-    waiting = [i["id"] for i in _run(store, run.id).interrupts or []]
-    store.resume_run(run.id, dict.fromkeys(waiting, 1), NO_VALUE, _owner(manager))
-    manager.execute(run.id)
-    deliveries = store.webhook_deliveries(run.id)
+        conn.execute(update(Run).where(Run.id == rid).values(webhook_url="http://h.test/x"))
+    manager.execute(rid)
+    assert [d["event"] for d in store.webhook_deliveries(rid)] == ["run_interrupted"]
+    waiting = [i["id"] for i in _run(store, rid).interrupts or []]
+    store.resume_run(rid, dict.fromkeys(waiting, 1), NO_VALUE, _owner(manager))
+    manager.execute(rid)
+    deliveries = store.webhook_deliveries(rid)
     assert [d["event"] for d in deliveries] == ["run_interrupted", "run_succeeded"]
     assert all(d["status"] == "pending" and d["attempts"] == 0 for d in deliveries)
 
