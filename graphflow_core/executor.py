@@ -254,6 +254,7 @@ class SyncDriver(_Driver):
     """
 
     def run(self) -> dict[str, Any]:
+        self._inline = NodeRunContext("", "", self.resume)
         self._outcomes: queue.SimpleQueue[_Outcome] = queue.SimpleQueue()
         self._in_flight: dict[int, tuple[Activation, float]] = {}
         self._deadlines: list[tuple[float, int]] = []
@@ -293,11 +294,18 @@ class SyncDriver(_Driver):
                 started_at = self.started(act)
                 if started_at is None:
                     return
+                # One context serves every inline call (they never overlap): a chain pays no
+                # allocation per node for interrupt() to find its node run.
+                inline = self._inline
+                inline.node, inline.node_run_id, inline.calls = act.node, act.id, 0
+                token = current_node_run.set(inline)
                 try:
-                    result = _call_node(spec.fn, arg, self.context(act))
+                    result = spec.fn(arg)
                 except (Exception, NodeInterrupt) as exc:
+                    current_node_run.reset(token)
                     self.failed(act, started_at, exc)
                 else:
+                    current_node_run.reset(token)
                     self.succeeded(act, started_at, result)
             else:
                 self._launch(act, arg)
