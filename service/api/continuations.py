@@ -6,7 +6,7 @@ import uuid
 
 from service.api.catalog import Catalog
 from service.api.operations import get_run, validate_input
-from service.api.schemas import ForkRequest, ResumeRequest, RunPublic
+from service.api.schemas import ForkRequest, ResumeRequest, ResumeValues, RunPublic
 from service.errors import RunNotFoundError
 from service.runtime.runner import RunManager
 from service.settings import Settings
@@ -39,8 +39,11 @@ def resume_run(
     store: RunStore, runner: RunManager, settings: Settings, run_id: uuid.UUID, body: ResumeRequest
 ) -> RunPublic:
     """Give an interrupted run its values and queue it again (``continuations.resume``)."""
-    value = body.value if "value" in body.model_fields_set else NO_VALUE
-    run = store.resume_run(str(run_id), body.values, value, _owner(settings, runner))
+    if isinstance(body, ResumeValues):
+        values, value = body.values, NO_VALUE
+    else:
+        values, value = None, body.value
+    run = store.resume_run(str(run_id), values, value, _owner(settings, runner))
     return _queued(store, runner, run)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.storage.records import DeliveryStatus, NodeRunStatus, RunStatus
 
@@ -32,29 +32,26 @@ class RunCreate(BaseModel):
     )
 
 
-class ResumeRequest(BaseModel):
-    """Body of ``POST /runs/{id}/resume``: ``values`` by interrupt id, or one ``value``."""
+class ResumeValues(BaseModel):
+    """Body of ``POST /runs/{id}/resume``: a value for each of some waiting interrupts."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"oneOf": [{"required": ["values"]}, {"required": ["value"]}]},
-    )
+    model_config = ConfigDict(extra="forbid")
 
-    values: dict[str, Any] | None = Field(
-        default=None,
+    values: dict[str, Any] = Field(
         min_length=1,
         description="Values by interrupt id (the waiting node run's id for its first interrupt).",
     )
-    value: Any = Field(
-        default=None, description="The value, when exactly one node waits (null is a value)."
-    )
 
-    @model_validator(mode="after")
-    def _one_of_values_or_value(self) -> ResumeRequest:
-        given = {"values", "value"} & self.model_fields_set
-        if len(given) != 1:
-            raise ValueError('give either "values" (by interrupt id) or "value", not both')
-        return self
+
+class ResumeValue(BaseModel):
+    """Body of ``POST /runs/{id}/resume`` when exactly one node waits: its value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: Any = Field(description="The value; null is a value.")
+
+
+ResumeRequest = ResumeValues | ResumeValue
 
 
 class ForkRequest(BaseModel):

@@ -217,7 +217,9 @@ def fork(
     ).where(_node_runs.c.run_id == source_id, _node_runs.c.status == NodeRunStatus.SUCCEEDED)
     if pivot.completed_seq is not None:  # it completed: reuse only what completed before it
         reused = reused.where(_node_runs.c.completed_seq < pivot.completed_seq)
-    copied = conn.execute(insert(_node_runs).from_select(list(NODE_COLUMNS), reused)).rowcount
+    copy = insert(_node_runs).from_select(list(NODE_COLUMNS), reused)
+    # psycopg reports -1 for an INSERT ... SELECT unless SQLAlchemy is told to keep the count.
+    copied = conn.execute(copy, execution_options={"preserve_rowcount": True}).rowcount
     data = {
         "from_run": source_id,
         "from_node_run": from_node_run,

@@ -16,6 +16,7 @@ from service.storage.records import TERMINAL
 from service.storage.sql import SqlRunStore
 from service.storage.tables import Run
 from tests.integration.durable_workflows import COUNTER_ENV
+from tests.service.api.test_routes_runs import parse_sse
 
 DURABLE_WORKFLOWS = "tests.integration.durable_workflows"
 
@@ -90,3 +91,22 @@ def completed_event_nodes(store: SqlRunStore, run_id: str) -> list[str]:
     """Nodes of the run's ``node_completed`` events, in event order."""
     events = store.events_after(run_id, 0, 10_000)
     return [e.data["node"] for e in events if e.type == "node_completed"]
+
+
+def wait_status(url: str, run_id: str, statuses: tuple[str, ...], timeout: float = 15.0) -> Any:
+    """``GET /runs/{id}`` once the run's status is one of ``statuses``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run = httpx.get(f"{url}/runs/{run_id}", timeout=5).json()
+        if run["status"] in statuses:
+            return run
+        assert time.monotonic() < deadline, f"run {run_id} still {run['status']}"
+        time.sleep(0.03)
+
+
+def stream_events(url: str, run_id: str, after: int = 0) -> list[dict[str, Any]]:
+    """The run's stream from ``after`` (sent as ``Last-Event-ID``) until the server ends it."""
+    headers = {"Last-Event-ID": str(after)} if after else {}
+    resp = httpx.get(f"{url}/runs/{run_id}/events", headers=headers, timeout=10)
+    assert resp.status_code == 200, resp.text
+    return parse_sse(resp.text)

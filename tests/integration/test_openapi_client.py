@@ -79,3 +79,80 @@ def test_generated_client_creates_polls_and_lists_runs(
         assert [n.node for n in run.nodes] == ["a", "b", "c"]
         page = list_runs.sync(client=client, limit=10)
         assert [item.id for item in page.items] == [run.id]
+
+
+def test_generated_client_resumes_retries_and_forks_runs(
+    generated_client: Any, live_server: LiveServer
+) -> None:
+    from importlib import import_module
+
+    spec = httpx.get(f"{live_server.url}/openapi.json").json()
+    for path, codes in [
+        ("/runs/{run_id}/resume", {"404", "409", "422", "429"}),
+        ("/runs/{run_id}/retry", {"404", "409", "429"}),
+        ("/runs/{run_id}/fork", {"404", "409", "422", "429"}),
+    ]:
+        responses = spec["paths"][path]["post"]["responses"]
+        assert codes <= set(responses), (path, sorted(responses))
+        for code in codes:
+            schema = responses[code]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorPublic"}, (path, code)
+
+    create_run = import_module("gf_client.api.runs.create_run")
+    get_run = import_module("gf_client.api.runs.get_run")
+    resume_run = import_module("gf_client.api.runs.resume_run")
+    retry_run = import_module("gf_client.api.runs.retry_run")
+    fork_run = import_module("gf_client.api.runs.fork_run")
+    models = import_module("gf_client.models")
+    for module in (resume_run, retry_run, fork_run):
+        for name in ("sync", "sync_detailed", "asyncio", "asyncio_detailed"):
+            assert callable(getattr(module, name)), (module.__name__, name)
+
+    def settled(run_id: Any) -> Any:
+        deadline = time.monotonic() + 15
+        while True:
+            run = get_run.sync(run_id=run_id, client=client)
+            if run.status in ("succeeded", "failed", "cancelled", "interrupted"):
+                return run
+            assert time.monotonic() < deadline, run.status
+            time.sleep(0.05)
+
+    with generated_client.Client(base_url=live_server.url) as client:
+        body = models.RunCreate(input_=models.RunCreateInput.from_dict({"topic": "tests"}))
+        created = create_run.sync_detailed(name="approval", client=client, body=body)
+        assert created.status_code == 202
+        run = settled(created.parsed.id)
+        assert run.status == "interrupted"
+        [waiting] = run.interrupts
+        assert (waiting.node, waiting.payload["revision"]) == ("review", 0)
+
+        # The body is typed: one value, or values by interrupt id.
+        approve = models.ResumeValue(value={"approved": True})
+        resumed = resume_run.sync_detailed(run_id=run.id, client=client, body=approve)
+        assert resumed.status_code == 202, resumed.content
+        assert isinstance(resumed.parsed, models.RunPublic) and resumed.parsed.id == run.id
+        done = settled(run.id)
+        assert done.status == "succeeded"
+        assert done.output.to_dict()["outcome"] == "published"
+
+        conflict = retry_run.sync_detailed(run_id=run.id, client=client)
+        assert conflict.status_code == 409
+        assert isinstance(conflict.parsed, models.ErrorPublic)
+        assert "succeeded" in conflict.parsed.detail
+        by_id = models.ResumeValues(values=models.ResumeValuesValues.from_dict({waiting.id: 1}))
+        again = resume_run.sync_detailed(run_id=run.id, client=client, body=by_id)
+        assert again.status_code == 409 and isinstance(again.parsed, models.ErrorPublic)
+
+        review = next(n.id for n in done.nodes if n.node == "review")
+        patch = models.ForkRequestInputPatch.from_dict({"topic": "forks"})
+        forked = fork_run.sync_detailed(
+            run_id=run.id,
+            client=client,
+            body=models.ForkRequest(from_node_run=review, input_patch=patch),
+        )
+        assert forked.status_code == 201, forked.content
+        fork = settled(forked.parsed.id)
+        assert fork.id != run.id and fork.status == "interrupted"  # review asks again
+        assert fork.input_.to_dict()["topic"] == "forks"
+        # The draft was reused from the source run, so it still speaks of the old topic.
+        assert fork.interrupts[0].payload["draft"] == "A short note on tests."

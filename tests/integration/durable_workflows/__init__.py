@@ -141,7 +141,11 @@ def _step(name: str) -> Any:
     return node
 
 
-@workflow("ten_steps", description="n01 -> ... -> n10; n07 fails while `fail_flag` exists.")
+@workflow(
+    "ten_steps",
+    description="n01 -> ... -> n10; n07 fails while `fail_flag` exists.",
+    input_model=TenStepsInput,
+)
 def ten_steps() -> StateGraph:
     g = StateGraph({"trace": "extend"})
     for name in TEN_STEPS:
