@@ -225,6 +225,42 @@ def test_a_run_waited_for_through_the_api_answers_when_a_worker_ends_it(
     assert time.monotonic() - started < 3
 
 
+def test_resume_and_retry_through_the_api_go_on_at_once_on_a_worker(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    env = {**durable_env(tmp_path / "completions", lease=5.0), **NO_POLLING}
+    api = cluster.api(env)
+    cluster.worker(env)
+    flag = tmp_path / "fail"
+    flag.touch()
+    asked = httpx.post(
+        f"{api.url}/graphs/two_questions/runs?wait=true", json={"input": {"tag": "a"}}, timeout=30
+    ).json()
+    failed = httpx.post(
+        f"{api.url}/graphs/ten_steps/runs?wait=true",
+        json={"input": {"tag": "r", "fail_flag": str(flag)}},
+        timeout=30,
+    ).json()
+    assert (asked["status"], failed["status"]) == ("interrupted", "failed")
+    flag.unlink()
+
+    # Polling is off: only the notices of the resume and the retry can wake the worker in time.
+    started = time.monotonic()
+    values = {i["id"]: i["node"] for i in asked["interrupts"]}
+    resumed = httpx.post(f"{api.url}/runs/{asked['id']}/resume", json={"values": values})
+    retried = httpx.post(f"{api.url}/runs/{failed['id']}/retry")
+    assert (resumed.status_code, retried.status_code) == (202, 202)
+    with open_store(cluster.database_url) as store:
+        done = [wait_terminal(store, run_id, timeout=10) for run_id in (asked["id"], failed["id"])]
+    assert time.monotonic() - started < 5
+    assert [run.status for run in done] == ["succeeded", "succeeded"]
+    assert done[0].output is not None and done[0].output["answers"] == {
+        "legal": "legal",
+        "finance": "finance",
+    }
+    assert all(_pid_of(run.owner_id) != api.pid for run in done)  # a worker ran them
+
+
 def test_runs_created_with_no_worker_wait_queued_until_one_starts(
     cluster: Cluster, tmp_path: Path
 ) -> None:
