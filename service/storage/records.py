@@ -55,6 +55,7 @@ class RunStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"  # past its deadline (``timeout_seconds``, ``queue_timeout_seconds``)
 
 
 class NodeRunStatus(StrEnum):
@@ -75,7 +76,7 @@ class DeliveryStatus(StrEnum):
 
 
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
-TERMINAL = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+TERMINAL = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMED_OUT)
 # Where a run rests until someone acts: it ended, or it waits for a person.
 SETTLED = (*TERMINAL, RunStatus.INTERRUPTED)
 

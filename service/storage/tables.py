@@ -97,8 +97,53 @@ class Run(Base):
     resume_values: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # Where the run's summary is POSTed when it ends or is interrupted (``webhook_deliveries``).
     webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Operations (migration 0004): the graph version it started on, what its creator attached
+    # (searchable through ``run_tags`` and ``run_metadata_values``), and its deadlines.
+    graph_version: Mapped[str | None] = mapped_column(Text, nullable=True)
+    run_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    tags: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    timeout_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    queue_timeout_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    queue_deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
-    __table_args__ = (Index("ix_runs_created_at_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_runs_created_at_id", "created_at", "id"),
+        # Filtered lists page by (created_at, id) within a graph or a status.
+        Index("ix_runs_graph_created_at_id", "graph", "created_at", "id"),
+        Index("ix_runs_status_created_at_id", "status", "created_at", "id"),
+        Index("ix_runs_finished_at", "finished_at"),  # retention
+        Index("ix_runs_deadline_at", "deadline_at"),
+        Index("ix_runs_queue_deadline_at", "queue_deadline_at"),
+    )
+
+
+class RunTag(Base):
+    """One tag of a run: ``GET /runs?tag=`` finds runs by it through ``ix_run_tags_tag``."""
+
+    __tablename__ = "run_tags"
+
+    run_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+    __table_args__ = (Index("ix_run_tags_tag", "tag", "run_id"),)
+
+
+class RunMetadata(Base):
+    """One top-level metadata key of a run, its value as text (strings as they are, other
+    values as JSON): ``GET /runs?metadata.<key>=<value>`` finds runs by it."""
+
+    __tablename__ = "run_metadata_values"
+
+    run_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_run_metadata_values_key_value", "key", "value", "run_id"),)
 
 
 class NodeRun(Base):
@@ -194,6 +239,11 @@ def new_run_values(
     owner_id: str | None,
     lease_seconds: float,
     webhook_url: str | None = None,
+    graph_version: str | None = None,
+    run_metadata: dict[str, Any] | None = None,
+    tags: list[str] | None = None,
+    timeout_seconds: float | None = None,
+    queue_timeout_seconds: float | None = None,
 ) -> dict[str, Any]:
     """The ``runs`` row of a new, queued run: its creator holds its lease, or, without an
     ``owner_id``, any worker may claim it."""
@@ -214,6 +264,15 @@ def new_run_values(
         "interrupts": None,
         "resume_values": None,
         "webhook_url": webhook_url,
+        "graph_version": graph_version,
+        "run_metadata": run_metadata,
+        "tags": tags,
+        "timeout_seconds": timeout_seconds,
+        "queue_timeout_seconds": queue_timeout_seconds,
+        "deadline_at": None,  # set when it first starts
+        "queue_deadline_at": None
+        if queue_timeout_seconds is None
+        else now + timedelta(seconds=queue_timeout_seconds),
     }
 
 
