@@ -16,8 +16,8 @@ from service.api import security
 from service.api.body_limit import BodyLimitMiddleware
 from service.api.capacity import StreamSlots
 from service.api.catalog import Catalog
-from service.api.routes import graphs, health, metrics, runs
-from service.errors import ServiceError
+from service.api.routes import graphs, health, maintenance, metrics, runs
+from service.errors import DatabaseUnavailableError, ServiceError
 from service.observability import observers_for
 from service.observability.http import HttpMetricsMiddleware
 from service.observability.metrics import AppMetrics
@@ -26,8 +26,10 @@ from service.runtime.registry import discover
 from service.runtime.runner import RunManager
 from service.runtime.shutdown import DrainGuard, drain_on_signals
 from service.runtime.streams import Notifier
+from service.runtime.sweeper import sweeper_for
 from service.settings import Settings
 from service.storage.migrations import upgrade
+from service.storage.records import database_outage
 from service.storage.sql import SqlRunStore
 from service.ui import routes as ui
 from service.webhooks import deliverer_for
@@ -37,8 +39,8 @@ log = logging.getLogger("graphflow.service")
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Migrate the DB, load workflows, start the runner (resuming orphaned runs) and the
-    webhook deliverer; stop them."""
+    """Migrate the DB, load workflows, start the runner (resuming orphaned runs), the
+    webhook deliverer and the retention sweeper; stop them."""
     settings: Settings = app.state.settings
     store = SqlRunStore(
         settings.database_url, pool_size=settings.db_pool_size, announce_as=settings.owner_id
@@ -66,6 +68,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(runner.start)
         if webhooks is not None:
             webhooks.start()
+        sweeper = sweeper_for(store, settings)  # None: runs kept forever, or ``graphflow api``
+        if sweeper is not None:
+            sweeper.start()
         # What start-up made (modules, mappers, models, graphs) lives as long as the process.
         # Frozen, the collector's full passes skip it: unfrozen, a full pass during a 2,000-node
         # run took a third of that run's time (bench/service_bench.py, map).
@@ -74,6 +79,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            if sweeper is not None:  # first: the drain has the database to itself
+                await run_in_threadpool(sweeper.stop)
             await run_in_threadpool(runner.stop, settings.shutdown_grace_seconds)
             if webhooks is not None:  # after the runner: what it ended in the grace is queued
                 await run_in_threadpool(webhooks.stop)
@@ -86,7 +93,11 @@ async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    if database_outage(exc) is not None:
+        # A restart or a network fault: the driver's text (hosts, users) stays in the log.
+        log.warning("the database is out of reach: %s", exc.__class__.__name__)
+        return await _service_error(request, DatabaseUnavailableError())
     log.error("unhandled error", exc_info=exc)
     return JSONResponse({"detail": "internal server error"}, status_code=500)
 
@@ -123,6 +134,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(graphs.router)
     app.include_router(runs.router)
+    app.include_router(maintenance.router)
     app.include_router(metrics.router)
     ui.install(app)  # /ui dashboard and /docs, from files in the packages
     return app

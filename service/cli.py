@@ -1,5 +1,5 @@
 """The ``graphflow`` command: serve the API and/or execute runs, run a graph locally, list
-graphs, migrate the database."""
+graphs, migrate and vacuum the database."""
 
 from __future__ import annotations
 
@@ -135,6 +135,22 @@ def migrate() -> None:
     finally:
         store.close()
     console.print("database is at the latest schema")
+
+
+@app.command()
+def vacuum() -> None:
+    """Give the space of deleted runs back to the file system, then exit: VACUUM on SQLite
+    (it also turns on incremental auto-vacuum for files created before GraphFlow set it),
+    VACUUM (ANALYZE) on Postgres. Writes wait while it runs: use a quiet moment."""
+    from service.storage.retention import vacuum as vacuum_database
+    from service.storage.sql import SqlRunStore
+
+    store = SqlRunStore(_settings(Role.ALL).database_url, pool_size=1)
+    try:
+        vacuum_database(store.write_engine)
+    finally:
+        store.close()
+    console.print("database vacuumed")
 
 
 @app.command()

@@ -98,6 +98,17 @@ class UnknownQueryParameterError(ServiceError):
         )
 
 
+class InvalidQueryParameterError(ServiceError):
+    """A query parameter this operation takes is malformed in a way its schema cannot say
+    (``metadata.<key>`` with an empty or unusable key); carries the parameter's ``name``."""
+
+    status_code = 400
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"query parameter {name!r}: {reason}")
+        self.name = name
+
+
 class UnauthorizedError(ServiceError):
     """Missing or wrong API key; answered with ``WWW-Authenticate: Bearer``."""
 
@@ -166,3 +177,30 @@ class InvalidWebhookError(ServiceError):
         super().__init__(f"webhook refused{where}: {reason}")
         self.host = host
         self.reason = reason
+
+
+class DeadlineTooLongError(ServiceError):
+    """A run asks for a deadline (``timeout_seconds``) beyond the service's cap."""
+
+    status_code = 422
+
+    def __init__(self, requested: float, cap: float) -> None:
+        super().__init__(
+            f"timeout_seconds={requested:g} exceeds the cap of {cap:g} s on every run "
+            f"(GRAPHFLOW_MAX_RUN_SECONDS); ask for at most {cap:g}"
+        )
+        self.requested = requested
+        self.cap = cap
+
+
+class DatabaseUnavailableError(ServiceError):
+    """The database does not answer (a restart, a network fault): retry after a moment."""
+
+    status_code = 503
+
+    def __init__(self, retry_after: int = 5) -> None:
+        super().__init__(
+            "the database is unavailable; retry in a few seconds (with the same Idempotency-Key, "
+            "a retried create makes one run)",
+            {"Retry-After": str(retry_after)},
+        )

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     webhook_backoff_seconds: float = Field(default=2.0, gt=0)  # before the 2nd attempt
     webhook_max_backoff_seconds: float = Field(default=600.0, gt=0)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)  # per delivery attempt
+    # Retention: finished runs older than this are deleted by a sweep every
+    # ``retention_sweep_seconds`` (in processes that execute runs). None: kept forever.
+    retention_seconds: float | None = Field(default=None, gt=0)
+    retention_sweep_seconds: float = Field(default=300.0, gt=0)
 
     @field_validator("workflows", "api_keys", "cors_origins", "webhook_allow_hosts", mode="before")
     @classmethod

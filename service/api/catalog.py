@@ -43,6 +43,7 @@ class Catalog:
             GraphSummary(
                 name=wf.name,
                 description=wf.description,
+                version=wf.version,
                 node_count=len(wf.graph.nodes),
                 has_input_schema=wf.input_model is not None,
             )
@@ -65,6 +66,8 @@ class Catalog:
         return GraphDetail(
             name=wf.name,
             description=wf.description,
+            version=wf.version,
+            on_version_change=wf.on_version_change,
             nodes=nodes,
             edges=[EdgePublic(source=s, target=t) for s, t in graph.edges],
             entry_point=graph.entry_point,

@@ -48,11 +48,18 @@ def resume_run(
 
 
 def retry_run(
-    store: RunStore, runner: RunManager, settings: Settings, run_id: uuid.UUID
+    store: RunStore, catalog: Catalog, runner: RunManager, settings: Settings, run_id: uuid.UUID
 ) -> RunPublic:
-    """Queue a failed or cancelled run again (``continuations.retry``)."""
-    run = store.retry_run(str(run_id), _owner(settings, runner))
-    return _queued(store, runner, run)
+    """Queue a failed, cancelled or timed-out run again (``continuations.retry``), to go on
+    with the version of its graph loaded now (a run failed for a changed graph goes on on
+    purpose). Raises ``RunNotFoundError``, besides what ``continuations.retry`` raises."""
+    rid = str(run_id)
+    run = store.get_run(rid)
+    if run is None:
+        raise RunNotFoundError(rid)
+    loaded = catalog.workflows.get(run.graph)  # not loaded: the runner fails it, as it says
+    version = None if loaded is None else loaded.version
+    return _queued(store, runner, store.retry_run(rid, _owner(settings, runner), version))
 
 
 def fork_run(
@@ -73,8 +80,9 @@ def fork_run(
     source = store.get_run(source_id)
     if source is None:
         raise RunNotFoundError(source_id)
-    run_input = validate_input(catalog.get(source.graph), {**source.input, **body.input_patch})
+    wf = catalog.get(source.graph)
+    run_input = validate_input(wf, {**source.input, **body.input_patch})
     new_id = str(uuid.uuid4())
     owner = _owner(settings, runner)
-    run = store.fork_run(source_id, body.from_node_run, run_input, new_id, owner)
+    run = store.fork_run(source_id, body.from_node_run, run_input, new_id, owner, wf.version)
     return _queued(store, runner, run)

@@ -16,6 +16,7 @@ from service.runtime.runner import RunManager
 from service.runtime.streams import Notifier
 from service.settings import Settings
 from service.storage.base import RunStore
+from service.storage.retention import RunRetention
 
 
 async def get_store(request: Request) -> RunStore:
@@ -43,6 +44,11 @@ async def get_stream_slots(request: Request) -> StreamSlots:
     return slots
 
 
+async def get_retention(request: Request) -> RunRetention:
+    """Deletes the finished runs of the app's store (a few attributes: one per request)."""
+    return RunRetention(request.app.state.store)
+
+
 async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -54,3 +60,4 @@ RunnerDep = Annotated[RunManager, Depends(get_runner)]
 NotifierDep = Annotated[Notifier, Depends(get_notifier)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StreamSlotsDep = Annotated[StreamSlots, Depends(get_stream_slots)]
+RetentionDep = Annotated[RunRetention, Depends(get_retention)]

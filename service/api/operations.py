@@ -29,6 +29,7 @@ from service.api.schemas import (
 )
 from service.errors import (
     ConflictError,
+    DeadlineTooLongError,
     InvalidCursorError,
     InvalidInputError,
     InvalidWebhookError,
@@ -38,6 +39,7 @@ from service.runtime.registry import RegisteredWorkflow
 from service.runtime.runner import RunManager
 from service.settings import Settings
 from service.storage.base import RunStore
+from service.storage.filters import RunFilter
 from service.storage.records import TERMINAL, RunStatus
 from service.storage.tables import Run, new_run_values, values_of
 from service.webhooks import check_webhook_url
@@ -100,6 +102,10 @@ def run_public(
         webhook=None
         if url is None
         else WebhookPublic(url=url, deliveries=[WebhookDeliveryPublic(**d) for d in deliveries]),
+        timeout_seconds=run.get("timeout_seconds"),
+        queue_timeout_seconds=run.get("queue_timeout_seconds"),
+        deadline_at=run.get("deadline_at"),
+        queue_deadline_at=run.get("queue_deadline_at"),
     )
 
 
@@ -112,12 +118,16 @@ def _summary_fields(run: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": run["id"],
         "graph": run["graph"],
+        "graph_version": run.get("graph_version"),
         "status": run["status"],
         "created_at": run["created_at"],
         "started_at": run["started_at"],
         "finished_at": run["finished_at"],
         "duration_ms": _duration_ms(run["started_at"], run["finished_at"]),
         "error": RunErrorPublic(**error) if error else None,
+        # Runs made before metadata and tags have NULL.
+        "metadata": run.get("run_metadata") or {},
+        "tags": run.get("tags") or [],
     }
 
 
@@ -145,7 +155,8 @@ async def create_run(
     With ``watch``, the runner keeps the run's view when it ends (see ``result_of``). With an
     ``idempotency_key`` already used, the existing run is returned (``created=False``);
     reusing a key for another graph or input is a conflict. Raises ``GraphNotFoundError``,
-    ``InvalidInputError``, ``ConflictError`` and, when ``max_active_runs`` runs are queued or
+    ``InvalidInputError``, ``DeadlineTooLongError`` (``timeout_seconds`` above
+    GRAPHFLOW_MAX_RUN_SECONDS), ``ConflictError`` and, when ``max_active_runs`` runs are queued or
     running, ``TooManyActiveRunsError`` (a retried key still gets its run back).
 
     Without a key, nothing here waits on a thread: the row is stored by the journal writer's
@@ -153,6 +164,7 @@ async def create_run(
     """
     wf = catalog.get(graph)
     validated = validate_input(wf, body.input)
+    check_deadline(settings, body.timeout_seconds)
     webhook = None
     if body.webhook is not None:
         webhook = await run_in_threadpool(webhook_url, settings, body.webhook)  # resolves DNS
@@ -170,6 +182,11 @@ async def create_run(
         owner_id=settings.owner_id if runner.executes else None,
         lease_seconds=settings.lease_seconds,
         webhook_url=webhook,
+        graph_version=wf.version,
+        timeout_seconds=body.timeout_seconds,
+        queue_timeout_seconds=body.queue_timeout_seconds,
+        run_metadata=body.metadata,
+        tags=body.tags,
     )
     if await asyncio.wrap_future(runner.create(values)):
         if watch:
@@ -192,6 +209,14 @@ def validate_input(wf: RegisteredWorkflow, run_input: dict[str, Any]) -> dict[st
         return wf.validate_input(run_input)
     except ValidationError as exc:
         raise InvalidInputError(json.loads(exc.json(include_url=False))) from exc
+
+
+def check_deadline(settings: Settings, timeout_seconds: float | None) -> None:
+    """Raises ``DeadlineTooLongError`` when ``timeout_seconds`` exceeds the service's cap,
+    GRAPHFLOW_MAX_RUN_SECONDS: a run cannot be granted more than any run may have."""
+    cap = settings.max_run_seconds
+    if timeout_seconds is not None and cap is not None and timeout_seconds > cap:
+        raise DeadlineTooLongError(timeout_seconds, cap)
 
 
 def webhook_url(settings: Settings, url: str) -> str:
@@ -257,16 +282,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidCursorError() from exc
 
 
-def list_runs(
-    store: RunStore,
-    *,
-    graph: str | None,
-    status: RunStatus | None,
-    limit: int,
-    cursor: str | None,
-) -> RunList:
+def list_runs(store: RunStore, where: RunFilter, *, limit: int, cursor: str | None) -> RunList:
+    """A page of the runs ``where`` selects, newest first, after ``cursor``'s position.
+
+    Raises:
+        InvalidCursorError: ``cursor`` is not a ``next_cursor`` this service made.
+    """
     before = decode_cursor(cursor) if cursor else None
-    rows = store.list_runs(graph=graph, status=status, limit=limit + 1, before=before)
+    rows = store.list_runs(where, limit=limit + 1, before=before)
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
     return RunList(items=[run_summary(values_of(r)) for r in page], next_cursor=next_cursor)

@@ -150,8 +150,8 @@ class TracingObserver(RunObserver):
         run.span.set_attribute("graphflow.status", status.value)
         if status is RunStatus.SUCCEEDED:
             run.span.set_status(Status(StatusCode.OK))
-        elif status is RunStatus.FAILED:
-            run.span.set_status(Status(StatusCode.ERROR, run.error or "run failed"))
+        elif status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+            run.span.set_status(Status(StatusCode.ERROR, run.error or f"run {status.value}"))
         run.span.end(end_time=end_ns)
 
     def _start_node_span(

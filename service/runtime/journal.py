@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from service.errors import TooManyActiveRunsError
+from service.errors import DatabaseUnavailableError, TooManyActiveRunsError
 from service.storage.records import (
     JournalBatch,
     JournalResult,
@@ -41,6 +41,7 @@ from service.storage.records import (
     RunEnd,
     RunError,
     RunStatus,
+    database_outage,
 )
 
 __all__ = ["JournalStore", "JournalWriter", "RunJournal"]
@@ -109,6 +110,11 @@ _Write = _Event | _End | _Create | _Claim
 _Op = _Write | None
 
 
+# Retries of a batch while the database is out of reach: quick at first, then every 2 s.
+_OUTAGE_FIRST_RETRY_SECONDS = 0.05
+_OUTAGE_MAX_RETRY_SECONDS = 2.0
+
+
 class JournalWriter:
     """Writes run events in batches from one thread; wakes streams after each commit."""
 
@@ -131,6 +137,9 @@ class JournalWriter:
         self._thread: threading.Thread | None = None
         self._idle = threading.Condition()
         self._pending = 0
+        # Set while the database is out of reach: new creates and claims fail at once (503)
+        # instead of queueing behind the events the writer keeps retrying.
+        self._outage = threading.Event()
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -158,12 +167,20 @@ class JournalWriter:
         with self._idle:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
+    @property
+    def out_of_reach(self) -> bool:
+        """Whether the database is out of reach now: run events wait, creates are refused."""
+        return self._outage.is_set()
+
     # -- producers (any thread) -----------------------------------------------------------
     def create(self, values: dict[str, Any]) -> Future[bool]:
         """Queue a new run (its ``runs`` row values); True once stored, False when its
         idempotency key was taken. A storage error is the future's exception, and so is
         ``TooManyActiveRunsError`` when ``max_active_runs`` runs are queued or running."""
         done: Future[bool] = Future()
+        if self._outage.is_set():
+            done.set_exception(DatabaseUnavailableError())
+            return done
         self._put(_Create(values, done))
         return done
 
@@ -171,6 +188,9 @@ class JournalWriter:
         """Queue the start of a queued run; the future gives the started run (a
         ``tables.Run``), or None when the run was not queued (perhaps ours to resume)."""
         done: Future[Any] = Future()
+        if self._outage.is_set():
+            done.set_exception(DatabaseUnavailableError())
+            return done
         self._put(_Claim(claim, done))
         return done
 
@@ -237,6 +257,9 @@ class JournalWriter:
         try:
             result = self._store.write_journal(_batch(ops, self._max_active_runs))
         except Exception as exc:
+            if database_outage(exc) is not None:
+                self._ride_out(ops)
+                return
             groups: dict[int, list[_Write]] = {}
             for op in ops:
                 key = id(op.journal) if isinstance(op, _Event | _End) else id(op)
@@ -255,6 +278,40 @@ class JournalWriter:
         if self._on_batch is not None:
             self._on_batch(len(ops), time.perf_counter() - started)
         self._settle(ops, result)
+
+    def _ride_out(self, ops: list[_Write]) -> None:
+        """The database is out of reach: refuse the creates and claims (the client may
+        retry), and keep the runs' events and ends, writing them again, with backoff, until the
+        database is back. The runs go on meanwhile; their events wait here in order."""
+        log.warning("the database is out of reach; keeping run events until it is back")
+        self._outage.set()
+        delay = _OUTAGE_FIRST_RETRY_SECONDS
+        try:
+            for op in ops:
+                if isinstance(op, _Create | _Claim):
+                    op.done.set_exception(DatabaseUnavailableError())
+            pending: list[_Write] = [op for op in ops if isinstance(op, _Event | _End)]
+            while pending:
+                time.sleep(delay)
+                delay = min(delay * 2, _OUTAGE_MAX_RETRY_SECONDS)
+                pending = [op for op in pending if not _run_stopped(op)]
+                if self._thread is None:  # stopping: what is not stored is resumed later
+                    for op in pending:
+                        _fail(op, DatabaseUnavailableError())
+                    return
+                try:
+                    result = self._store.write_journal(_batch(pending, self._max_active_runs))
+                except Exception as exc:
+                    if database_outage(exc) is None:
+                        self._outage.clear()
+                        self._write(pending)  # another error: the usual handling
+                        return
+                    continue
+                self._settle(pending, result)
+                log.warning("the database is back; the kept run events are stored")
+                return
+        finally:
+            self._outage.clear()
 
     def _write_one_by_one(self, ops: list[_Write]) -> None:
         """Store one run's operations singly: those before the one refused are kept."""

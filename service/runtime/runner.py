@@ -6,6 +6,16 @@ sees an event that is not stored, and the engine never waits for the database be
 ``LeaseKeeper`` renews the leases of our active runs, relays cancel
 requests made through another process, stops runs another process has taken over, and resumes
 runs whose owner died (expired lease) with the journal of their completed node runs.
+
+Deadlines: a run's ``timeout_seconds`` counts from its first start (``deadline_at``, stored at
+that claim), so it survives restarts and takeovers. The owner arms a timer for it and ends the
+run ``timed_out``, its nodes in flight treated as on cancel. Runs nobody executes (queued past
+their queue deadline; interrupted, or orphaned by a dead owner, past their deadline) are ended
+by the sweep that each heartbeat runs (``recover``), and by a claim that finds one.
+
+Graph versions: a run that ran before (resumed after a crash, an interrupt or a retry) and
+whose recorded graph version is not the loaded one fails with ``GraphVersionChanged``, unless
+its workflow was registered with ``on_version_change="resume"``.
 """
 
 from __future__ import annotations
@@ -64,6 +74,7 @@ class _Execution:
     cancel: threading.Event = field(default_factory=threading.Event)
     by_user: bool = False  # a client cancelled it: it ends ``cancelled``
     timed_out: bool = False  # it hit GRAPHFLOW_MAX_RUN_SECONDS: it ends ``failed``
+    deadline_passed: bool = False  # it passed its own deadline: it ends ``timed_out``
     # Another process resumes it (our lease was lost, or released at shutdown): we neither
     # write its events nor finish it.
     disowned: bool = False
@@ -268,19 +279,36 @@ class RunManager:
         return True
 
     def recover(self) -> list[str]:
-        """Take over active runs whose lease expired, as many as there are free slots, and
-        queue them; return their ids. One process sweeps at a time (``recovery_turn``)."""
+        """End the runs nobody executes that passed a deadline; then take over active runs
+        whose lease expired, as many as there are free slots, and queue them; return their
+        ids. One process sweeps at a time (``recovery_turn``)."""
         taken: list[str] = []
         if not self.accepting or not self.executes:
             return taken
         with self.store.recovery_turn() as mine:
             if mine:
+                self._time_out_overdue()
                 taken = self._take_over_expired()
         return taken
 
+    def _time_out_overdue(self, run_ids: list[str] | None = None) -> None:
+        """End ``timed_out`` the runs past a deadline that nobody executes (of ``run_ids``
+        only, when given): their streams, waiters and webhooks here learn of it now."""
+        for run_id in self.store.time_out_overdue(run_ids):
+            log.info("run %s passed a deadline", run_id, extra={"run_id": run_id})
+            self.notify(run_id)
+            self._wake_webhooks()
+            self.observe.run_finished(run_id, None, RunStatus.TIMED_OUT)
+
     def _take_over_expired(self) -> list[str]:
         taken: list[str] = []
-        for run_id in self.store.expired_runs(exclude_owner=self.owner_id):
+        # Our own runs count too, unless we are executing them: a run we let go when our
+        # leases expired (the database was out of reach longer than a lease) is ours to resume.
+        with self._lock:
+            executing = set(self._executions)
+        for run_id in self.store.expired_runs():
+            if run_id in executing:
+                continue
             if self._free_slots() <= 0:
                 break
             run = self.store.take_over(
@@ -410,12 +438,18 @@ class RunManager:
             if run is None:  # not queued: a run of ours to resume, or not ours at all
                 run = self.store.claim_run(run_id, self.owner_id, self.settings.lease_seconds)
                 if run is None:
+                    # Perhaps queued past its queue deadline (claims refuse those): it ends.
+                    self._time_out_overdue([run_id])
                     return
                 self.notify(run_id)
             wf = self.workflows.get(run.graph)
             if wf is None:
                 error = RunError("GraphNotFound", f"graph {run.graph!r} is not loaded")
                 self._finish(run_id, RunStatus.FAILED, error=error, graph=run.graph)
+                return
+            refused = self._refusal(run, wf)
+            if refused is not None:
+                self._finish(run_id, refused[0], error=refused[1], graph=run.graph)
                 return
             with self._lock:
                 if run.cancel_requested or run_id in self._user_cancelled:
@@ -432,16 +466,52 @@ class RunManager:
                 self._executions.pop(run_id, None)
                 self._user_cancelled.discard(run_id)
 
+    def _refusal(self, run: Run, wf: RegisteredWorkflow) -> tuple[RunStatus, RunError] | None:
+        """How a claimed run ends before it runs (again), or None when it may run: its
+        deadline passed (say, while it waited for a person), or it would resume on another
+        version of its graph than the one it started on."""
+        if run.deadline_at is not None and run.timeout_seconds is not None:
+            if run.deadline_at <= utcnow():
+                error = RunError.deadline_passed(run.timeout_seconds, run.deadline_at)
+                return RunStatus.TIMED_OUT, error
+        started_on = run.graph_version
+        # A run whose only event is this claim's run_started resumes nothing. Runs stored
+        # before versions were recorded (no version) resume as they always did.
+        if run.last_seq > 1 and started_on is not None and started_on != wf.version:
+            if wf.on_version_change == "fail":
+                error = RunError.version_changed(run.graph, started_on, wf.version)
+                return RunStatus.FAILED, error
+            log.warning(
+                "run %s started on version %s of graph %r and resumes on version %s "
+                "(on_version_change='resume')",
+                run.id,
+                started_on,
+                run.graph,
+                wf.version,
+                extra={"run_id": run.id},
+            )
+        return None
+
     def _start_timer(self, run: Run, ex: _Execution) -> threading.Timer | None:
-        """Arm GRAPHFLOW_MAX_RUN_SECONDS, counted from the run's first start (not this resume)."""
-        limit = self.settings.max_run_seconds
-        if limit is None:
+        """Arm the earlier of the run's deadline (``timeout_seconds`` from its first start)
+        and GRAPHFLOW_MAX_RUN_SECONDS (from this start: a resume or retry counts anew)."""
+        now = utcnow()
+        limits: list[tuple[float, bool]] = []  # (seconds left, whether it is the deadline)
+        cap = self.settings.max_run_seconds
+        if cap is not None:
+            started = run.started_at or now
+            limits.append((cap - (now - started).total_seconds(), False))
+        if run.deadline_at is not None:
+            limits.append(((run.deadline_at - now).total_seconds(), True))
+        if not limits:
             return None
-        started = run.started_at or utcnow()
-        remaining = limit - (utcnow() - started).total_seconds()
+        remaining, is_deadline = min(limits)
 
         def expire() -> None:
-            ex.timed_out = True
+            if is_deadline:
+                ex.deadline_passed = True
+            else:
+                ex.timed_out = True
             ex.cancel.set()
 
         timer = threading.Timer(max(0.0, remaining), expire)
@@ -511,6 +581,9 @@ class RunManager:
             if ex.storage_error is not None:
                 self._fail_unstored(head, ex.storage_error)
                 return
+            if ex.deadline_passed:  # it would wait for a person past its deadline
+                self._end(head, RunStatus.TIMED_OUT, error=_deadline_error(run), ex=ex)
+                return
             interrupts = [interrupt_view(i) for i in paused.interrupts]
             self._end(head, RunStatus.INTERRUPTED, interrupts=interrupts, ex=ex)
         except RunCancelledError:
@@ -518,6 +591,8 @@ class RunManager:
                 return
             if ex.storage_error is not None:
                 self._fail_unstored(head, ex.storage_error)
+            elif ex.deadline_passed:
+                self._end(head, RunStatus.TIMED_OUT, error=_deadline_error(run), ex=ex)
             elif ex.timed_out:
                 assert self.settings.max_run_seconds is not None
                 error = RunError.run_timeout(self.settings.max_run_seconds)
@@ -626,6 +701,12 @@ class RunManager:
 
 def _nothing() -> None:
     pass
+
+
+def _deadline_error(run: Run) -> RunError:
+    """The error of a run its owner stopped at its deadline (which its timer was armed for)."""
+    assert run.timeout_seconds is not None and run.deadline_at is not None
+    return RunError.deadline_passed(run.timeout_seconds, run.deadline_at)
 
 
 def interrupt_view(interrupt: Interrupt) -> dict[str, Any]:

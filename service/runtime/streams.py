@@ -26,7 +26,7 @@ _jitter = random.Random()
 
 # The events after which a run rests: it ended, or it waits for a person. A stream ends after
 # one, unless the run already went on (resumed or retried) past it.
-SETTLING_EVENTS = frozenset({"run_succeeded", "run_failed", "run_cancelled", "run_interrupted"})
+SETTLING_EVENTS = frozenset(f"run_{status}" for status in SETTLED)
 
 
 class Subscription:

@@ -18,6 +18,7 @@ from service.observability import observers_for
 from service.observability.metrics import serve_worker_metrics
 from service.runtime.registry import discover
 from service.runtime.runner import RunManager
+from service.runtime.sweeper import sweeper_for
 from service.settings import Settings
 from service.storage.migrations import upgrade
 from service.storage.sql import SqlRunStore
@@ -52,11 +53,16 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
         runner.start()
         if webhooks is not None:
             webhooks.start()
+        sweeper = sweeper_for(store, settings)  # None without GRAPHFLOW_RETENTION_SECONDS
+        if sweeper is not None:
+            sweeper.start()
         gc.freeze()  # start-up objects leave the collector's full passes (see ``service.app``)
         log.info("worker %s started: %d run slots", settings.owner_id, settings.max_concurrent_runs)
         stop.wait()
         log.info("worker %s stopping", settings.owner_id)
         threading.Thread(target=_hurry_when, args=(hurry, runner), daemon=True).start()
+        if sweeper is not None:
+            sweeper.stop()
         runner.stop(settings.shutdown_grace_seconds)
         if webhooks is not None:
             webhooks.stop()

@@ -7,11 +7,12 @@ and Postgres.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from service.storage.continuations import Owner
+from service.storage.filters import RunFilter
 from service.storage.records import (
     JournalBatch,
     JournalResult,
@@ -40,18 +41,15 @@ class RunStore(Protocol):
         idempotency_key: str | None,
         owner_id: str,
         lease_seconds: float,
+        run_metadata: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
     ) -> tuple[Run, bool]: ...
     def get_run(self, run_id: str) -> Run | None: ...
     def get_run_by_idempotency_key(self, key: str) -> Run | None: ...
     def node_runs(self, run_id: str) -> list[NodeRun]: ...
     def count_runs_by_status(self) -> dict[RunStatus, int]: ...
     def list_runs(
-        self,
-        *,
-        graph: str | None,
-        status: RunStatus | None,
-        limit: int,
-        before: tuple[datetime, str] | None,
+        self, where: RunFilter, *, limit: int, before: tuple[datetime, str] | None = None
     ) -> list[Run]: ...
     def claim_run(self, run_id: str, owner_id: str, lease_seconds: float) -> Run | None: ...
     def record_node_event(
@@ -68,6 +66,9 @@ class RunStore(Protocol):
         owner_id: str | None = None,
     ) -> int | None: ...
     def cancel_queued(self, run_id: str) -> bool: ...
+    def time_out_overdue(
+        self, run_ids: Sequence[str] | None = None, limit: int = 500
+    ) -> list[str]: ...
     def request_cancel(self, run_id: str) -> None: ...
     def claim_next(self, owner_id: str, lease_seconds: float, limit: int) -> list[Run]: ...
     def recovery_turn(self) -> contextlib.AbstractContextManager[bool]: ...
@@ -84,7 +85,7 @@ class RunStore(Protocol):
     def resume_run(
         self, run_id: str, values: Mapping[str, Any] | None, value: Any, owner: Owner
     ) -> Run: ...
-    def retry_run(self, run_id: str, owner: Owner) -> Run: ...
+    def retry_run(self, run_id: str, owner: Owner, graph_version: str | None = None) -> Run: ...
     def fork_run(
         self,
         source_id: str,
@@ -92,5 +93,6 @@ class RunStore(Protocol):
         run_input: dict[str, Any],
         new_id: str,
         owner: Owner,
+        graph_version: str | None = None,
     ) -> Run: ...
     def events_after(self, run_id: str, after: int, limit: int = 500) -> list[RunEvent]: ...

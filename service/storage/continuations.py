@@ -76,6 +76,13 @@ def _locked_run(conn: Connection, run_id: str) -> dict[str, Any]:
     return dict(row._mapping)
 
 
+def _queue_deadline(run: Mapping[str, Any], now: datetime) -> datetime | None:
+    """When a run queued (again) at ``now`` must have started: each wait in the queue is
+    bounded by its ``queue_timeout_seconds``."""
+    timeout = run["queue_timeout_seconds"]
+    return None if timeout is None else now + timedelta(seconds=timeout)
+
+
 def _queue_again(
     conn: Connection,
     run: dict[str, Any],
@@ -142,29 +149,62 @@ def resume(
         "waiting": [i for i in waiting if i not in values],
         "continued_at": now.isoformat(),
     }
-    return _queue_again(conn, run, owner, now, "run_continued", data, resume_values=given)
+    # Its deadline stays: it counts from the first start, time spent waiting included.
+    return _queue_again(
+        conn,
+        run,
+        owner,
+        now,
+        "run_continued",
+        data,
+        resume_values=given,
+        queue_deadline_at=_queue_deadline(run, now),
+    )
 
 
-def retry(conn: Connection, run_id: str, owner: Owner, now: datetime) -> Run:
-    """Queue a failed or cancelled run again under its id; its completed node runs replay.
+def retry(
+    conn: Connection, run_id: str, owner: Owner, now: datetime, graph_version: str | None = None
+) -> Run:
+    """Queue a failed, cancelled or timed-out run again under its id; its completed node runs
+    replay.
+
+    A retry is a fresh attempt: its deadline counts again from its next start, and its queue
+    deadline from now. ``graph_version`` is the version of the graph it goes on with (the one
+    loaded now): retrying is how a person moves a run to a changed graph on purpose, and the
+    ``run_retried`` event says so. None keeps the version the run has.
 
     Raises:
         RunNotFoundError: no such run.
-        ConflictError: the run is not failed or cancelled.
+        ConflictError: the run is not failed, cancelled or timed out.
         TooManyActiveRunsError: ``max_active_runs`` runs are active.
     """
     run = _locked_run(conn, run_id)
-    if run["status"] not in (RunStatus.FAILED, RunStatus.CANCELLED):
+    if run["status"] not in (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMED_OUT):
         raise ConflictError(
-            f"run {run_id} is {run['status']}: only a failed or cancelled run can be retried"
+            f"run {run_id} is {run['status']}: only a failed, cancelled or timed_out run can "
+            "be retried"
         )
-    data = {
+    data: dict[str, Any] = {
         "previous_status": str(run["status"]),
         "previous_error": run["error"],
         "retried_at": now.isoformat(),
     }
+    version = run["graph_version"] if graph_version is None else graph_version
+    if version != run["graph_version"]:
+        data["graph_version"] = {"from": run["graph_version"], "to": version}
     return _queue_again(
-        conn, run, owner, now, "run_retried", data, output=None, error=None, finished_at=None
+        conn,
+        run,
+        owner,
+        now,
+        "run_retried",
+        data,
+        output=None,
+        error=None,
+        finished_at=None,
+        deadline_at=None,
+        queue_deadline_at=_queue_deadline(run, now),
+        graph_version=version,
     )
 
 
@@ -176,10 +216,15 @@ def fork(
     new_id: str,
     owner: Owner,
     now: datetime,
+    graph_version: str | None = None,
 ) -> Run:
     """A new queued run of the same graph on ``run_input`` that reuses the source run's
     journal up to ``from_node_run``: the node runs that completed before it are copied and
     replay; it and everything after it run again.
+
+    The fork records ``graph_version`` (the graph's version loaded now: forking is a choice to
+    go on with it) and takes the source's ``timeout_seconds`` and ``queue_timeout_seconds``,
+    counted afresh.
 
     Raises:
         RunNotFoundError: no such source run.
@@ -208,6 +253,9 @@ def fork(
         idempotency_key=None,
         owner_id=owner.owner_id,
         lease_seconds=owner.lease_seconds,
+        graph_version=graph_version,
+        timeout_seconds=source["timeout_seconds"],
+        queue_timeout_seconds=source["queue_timeout_seconds"],
     )
     seq = source["last_seq"] + 1  # past every copied node run's seqs
     values["last_seq"] = seq

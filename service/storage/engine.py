@@ -1,4 +1,5 @@
-"""Engine creation. SQLite gets WAL, a busy timeout, foreign keys and ``BEGIN IMMEDIATE`` writes.
+"""Engine creation. SQLite gets WAL, a busy timeout, foreign keys, incremental auto-vacuum and
+``BEGIN IMMEDIATE`` writes. ``advisory_turn``: one process at a time, across processes.
 
 pysqlite's own transaction handling is switched off (``isolation_level=None``) and the ``begin``
 event emits the BEGIN itself: write engines use ``BEGIN IMMEDIATE`` so a writer takes the lock up
@@ -8,11 +9,13 @@ plain (deferred) ``BEGIN`` so readers never block on writers under WAL.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
+from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from service.storage.records import json_serializer
@@ -51,6 +54,10 @@ def make_engine(url: str, *, write: bool = True, pool_size: int = 10) -> Engine:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
         cursor = dbapi_conn.cursor()
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        # Before anything creates a table: only then does it apply (on a file that has tables
+        # it waits for a VACUUM, ``graphflow vacuum``). Freed pages can then be given back to
+        # the file system (``PRAGMA incremental_vacuum``) after runs are deleted.
+        cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         _enable_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
@@ -77,3 +84,23 @@ def _enable_wal(cursor: Any) -> None:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def advisory_turn(engine: Engine, key: int) -> Iterator[bool]:
+    """Whether this process may take its turn at a job now (a sweep): on Postgres, one process
+    at a time, by a session advisory lock on ``key`` held for the block; always on SQLite.
+
+    The lock's connection is in autocommit: a long turn holds no transaction open.
+    """
+    if engine.dialect.name == "sqlite":
+        yield True
+        return
+    params = {"key": key}
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        taken = bool(conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), params))
+        try:
+            yield taken
+        finally:
+            if taken:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), params)

@@ -9,11 +9,33 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
+from service.storage.filters import RunFilter
 from service.storage.records import ACTIVE, NodeRunStatus, RunStatus
-from service.storage.tables import NODE_COLUMNS, NodeRun, Run, RunEvent
+from service.storage.tables import (
+    NODE_COLUMNS,
+    NodeRun,
+    Run,
+    RunEvent,
+    RunMetadata,
+    RunTag,
+    UTCDateTime,
+)
 
 __all__ = [
     "BUMP_SEQ",
@@ -24,9 +46,13 @@ __all__ = [
     "END_RUN",
     "INSERT_EVENT",
     "INSERT_RUN",
+    "INSERT_RUN_METADATA",
+    "INSERT_RUN_TAGS",
     "NEXT_QUEUED",
     "OWNED_ACTIVE",
+    "SET_DEADLINE",
     "SET_LAST_SEQ",
+    "count_upto",
     "events_after",
     "expired_runs",
     "in_flight",
@@ -36,6 +62,8 @@ __all__ = [
     "list_runs",
     "node_runs",
     "node_upsert",
+    "overdue",
+    "overdue_runs",
     "prior_attempts",
     "progressed_since",
     "run_by_idempotency_key",
@@ -55,9 +83,16 @@ BUMP_SEQ = (
 BUMP_SEQ_AS_OWNER = BUMP_SEQ.where(_runs.c.owner_id == bindparam("expected_owner"))
 """The same, fenced: only the run's current owner may append (no row: ``LeaseLostError``)."""
 
+# A queued run past its queue deadline is not started: the deadline sweep ends it.
+_IN_TIME = or_(_runs.c.queue_deadline_at.is_(None), _runs.c.queue_deadline_at > bindparam("now"))
+
 CLAIM_QUEUED = (
     update(_runs)
-    .where(_runs.c.id.in_(bindparam("run_ids", expanding=True)), _runs.c.status == RunStatus.QUEUED)
+    .where(
+        _runs.c.id.in_(bindparam("run_ids", expanding=True)),
+        _runs.c.status == RunStatus.QUEUED,
+        _IN_TIME,
+    )
     .values(
         status=RunStatus.RUNNING,
         started_at=bindparam("now"),
@@ -67,13 +102,22 @@ CLAIM_QUEUED = (
     )
     .returning(*_runs.c)
 )
-"""Start every queued run of ``run_ids`` under one owner; the rows of those started."""
+"""Start every queued run of ``run_ids`` under one owner that is within its queue deadline;
+the rows of those started."""
+
+SET_DEADLINE = (
+    update(_runs)
+    .where(_runs.c.id == bindparam("run_id"), _runs.c.deadline_at.is_(None))
+    .values(deadline_at=bindparam("deadline"))
+)
+"""Fix a run's deadline at its first start (``{run_id, deadline}``); later starts keep it."""
 
 NEXT_QUEUED = (
     select(_runs.c.id)
     .where(
         _runs.c.status == RunStatus.QUEUED,
         or_(_runs.c.owner_id.is_(None), _runs.c.lease_expires_at < bindparam("now")),
+        _IN_TIME,
     )
     .order_by(_runs.c.created_at)
     .limit(bindparam("limit"))
@@ -113,6 +157,8 @@ END_RUN = (
 
 INSERT_EVENT = insert(cast(Table, RunEvent.__table__))
 INSERT_RUN = insert(_runs)
+INSERT_RUN_TAGS = insert(cast(Table, RunTag.__table__))
+INSERT_RUN_METADATA = insert(cast(Table, RunMetadata.__table__))
 
 
 def insert_run_unless_key_used(dialect: str) -> Any:
@@ -156,20 +202,30 @@ def node_runs(run_id: str) -> Select[NodeRun]:
 
 
 def list_runs(
-    *, graph: str | None, status: RunStatus | None, limit: int, before: tuple[datetime, str] | None
+    where: RunFilter,
+    *,
+    limit: int,
+    before: tuple[datetime, str] | None,
+    driving: int | None = None,
 ) -> Select[Run]:
-    """Runs newest first, optionally filtered, starting after the ``before`` keyset position."""
-    stmt = select(Run)
-    if graph is not None:
-        stmt = stmt.where(Run.graph == graph)
-    if status is not None:
-        stmt = stmt.where(Run.status == status)
+    """The runs ``where`` selects, newest first, after the ``before`` keyset position
+    ``(created_at, id)``; ``driving``: see ``RunFilter.condition``.
+
+    The position is one row-value comparison, which both databases bound an index range by
+    (``ix_runs_created_at_id`` and the graph and status indexes that end in the same columns):
+    a deep page reads no more rows than the first.
+    """
+    stmt = select(Run).where(where.condition(driving=driving))
     if before is not None:
         created, run_id = before
-        stmt = stmt.where(
-            or_(Run.created_at < created, and_(Run.created_at == created, Run.id < run_id))
-        )
+        position = tuple_(literal(created, UTCDateTime()), literal(run_id, Run.id.type))
+        stmt = stmt.where(tuple_(Run.created_at, Run.id) < position)
     return stmt.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit)
+
+
+def count_upto(run_ids: Select[str], cap: int) -> Select[int]:
+    """How many rows ``run_ids`` has, counting no further than ``cap``."""
+    return select(func.count()).select_from(run_ids.limit(cap).subquery())
 
 
 def expired_runs(now: datetime, exclude_owner: str | None) -> Select[str]:
@@ -187,6 +243,46 @@ def expired_runs(now: datetime, exclude_owner: str | None) -> Select[str]:
     if exclude_owner is not None:
         stmt = stmt.where(Run.owner_id != exclude_owner)
     return stmt
+
+
+def overdue(now: datetime) -> ColumnElement[bool]:
+    """Runs past a deadline that no live process executes: queued past their queue deadline,
+    or queued, interrupted or running under an expired lease past their deadline. (A live
+    owner ends its own runs at their deadline, with their nodes in flight as on cancel.)"""
+    unowned = or_(
+        Run.status.in_((RunStatus.QUEUED, RunStatus.INTERRUPTED)),
+        and_(
+            Run.status == RunStatus.RUNNING,
+            or_(Run.lease_expires_at.is_(None), Run.lease_expires_at < now),
+        ),
+    )
+    return and_(
+        # The status index bounds the scan to runs that have not ended, however many ended
+        # runs with deadlines long past the table keeps.
+        Run.status.in_((RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.INTERRUPTED)),
+        or_(
+            and_(Run.status == RunStatus.QUEUED, Run.queue_deadline_at <= now),
+            and_(Run.deadline_at <= now, unowned),
+        ),
+    )
+
+
+def overdue_runs(
+    now: datetime, run_ids: list[str] | None, limit: int
+) -> Select[str, RunStatus, float | None, float | None, datetime | None, datetime | None]:
+    """Up to ``limit`` runs ``overdue`` at ``now`` (of ``run_ids`` only, when given), with
+    what their errors name."""
+    stmt = select(
+        Run.id,
+        Run.status,
+        Run.timeout_seconds,
+        Run.queue_timeout_seconds,
+        Run.deadline_at,
+        Run.queue_deadline_at,
+    ).where(overdue(now))
+    if run_ids is not None:
+        stmt = stmt.where(Run.id.in_(run_ids))
+    return stmt.limit(limit)
 
 
 def in_flight(run_id: str) -> Select[str, str]:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from graphflow_core import NodeError
 
@@ -22,6 +22,7 @@ __all__ = [
     "SETTLED",
     "TERMINAL",
     "DeliveryStatus",
+    "database_outage",
     "EncodedJSON",
     "LeaseRenewal",
     "NodeEventWrite",
@@ -42,11 +43,12 @@ STORAGE_ERROR_MESSAGE = (
 
 
 class RunStatus(StrEnum):
-    """A run's lifecycle: ``queued -> running -> succeeded | failed | cancelled``.
+    """A run's lifecycle: ``queued -> running -> succeeded | failed | cancelled | timed_out``.
 
     A running run whose nodes call ``interrupt()`` becomes ``interrupted`` when nothing else
-    can run; resuming it queues it again. Retrying a ``failed`` or ``cancelled`` run queues it
-    again too.
+    can run; resuming it queues it again. Retrying a ``failed``, ``cancelled`` or ``timed_out``
+    run queues it again too. A run past one of its deadlines ends ``timed_out``, whether it
+    was queued, running or interrupted.
     """
 
     QUEUED = "queued"
@@ -136,6 +138,40 @@ class RunError:
             f"run exceeded the maximum duration of {max_seconds:g} s (GRAPHFLOW_MAX_RUN_SECONDS)",
         )
 
+    @classmethod
+    def deadline_passed(cls, timeout_seconds: float, deadline_at: datetime) -> RunError:
+        """A run ended ``timed_out``: it passed ``deadline_at``, ``timeout_seconds`` after its
+        first start."""
+        first_start = deadline_at - timedelta(seconds=timeout_seconds)
+        return cls(
+            "DeadlineExceeded",
+            f"the run passed its deadline of {timeout_seconds:g} s (timeout_seconds), counted "
+            f"from its first start at {first_start.isoformat()}",
+        )
+
+    @classmethod
+    def queue_deadline_passed(
+        cls, queue_timeout_seconds: float, queue_deadline_at: datetime
+    ) -> RunError:
+        """A queued run ended ``timed_out``: no process started it by ``queue_deadline_at``,
+        ``queue_timeout_seconds`` after it was queued."""
+        queued_at = queue_deadline_at - timedelta(seconds=queue_timeout_seconds)
+        return cls(
+            "DeadlineExceeded",
+            f"the run waited longer than {queue_timeout_seconds:g} s (queue_timeout_seconds) "
+            f"to start, since it was queued at {queued_at.isoformat()}",
+        )
+
+    @classmethod
+    def version_changed(cls, graph: str, started_on: str, loaded: str) -> RunError:
+        """A run was not resumed: its graph changed since it started."""
+        return cls(
+            "GraphVersionChanged",
+            f"graph {graph!r} changed from version {started_on} to {loaded} since this run "
+            f"started; retry or fork it to run it on {loaded}, or register the graph with "
+            "on_version_change='resume'",
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON stored and sent: ``{"type", "message", "node"}``."""
         return asdict(self)
@@ -150,6 +186,21 @@ def storage_failure(exc: BaseException) -> SQLAlchemyError | None:
             return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
+    return None
+
+
+def database_outage(exc: BaseException) -> SQLAlchemyError | None:
+    """The error of ``exc``'s chain that says the database server is out of reach (refused
+    or lost connection, a server shutting down), or None. Such an error passes: the same
+    statement succeeds once the server is back. SQLite has no server: its errors (a read-only
+    file, a full disk) are not outages."""
+    failure = storage_failure(exc)
+    if isinstance(failure, OperationalError | InterfaceError) and failure.connection_invalidated:
+        return failure
+    if isinstance(failure, OperationalError | InterfaceError):
+        module = type(failure.orig).__module__ if failure.orig is not None else ""
+        if module.startswith("psycopg"):
+            return failure
     return None
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Connection, Engine, Table, text, true, update
+from sqlalchemy import ColumnElement, Connection, Engine, Select, Table, text, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,7 +22,8 @@ from service.storage import continuations, notices
 from service.storage import queries as q
 from service.storage.bulk import BulkInsert
 from service.storage.continuations import Owner
-from service.storage.engine import is_sqlite, make_engine
+from service.storage.engine import advisory_turn, is_sqlite, make_engine
+from service.storage.filters import RunFilter, search_rows
 from service.storage.outbox import WebhookOutbox, enqueue_deliveries
 from service.storage.records import (
     ACTIVE,
@@ -49,7 +50,7 @@ from service.storage.tables import (
 )
 
 # The session advisory lock of the recovery sweep ("gfrecov"): one process sweeps at a time.
-_RECOVERY_LOCK = {"key": 0x6766_7265_636F_76}
+_RECOVERY_LOCK = 0x6766_7265_636F_76
 
 
 class SqlRunStore:
@@ -162,7 +163,15 @@ class SqlRunStore:
         idempotency_key: str | None,
         owner_id: str,
         lease_seconds: float,
+        run_metadata: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
     ) -> tuple[Run, bool]:
+        """Store a queued run owned by ``owner_id``, with the search rows of its tags and
+        metadata; ``(run, True)``, or the run an ``idempotency_key`` made before and False.
+
+        Raises:
+            IntegrityError: the run id is taken (or the key, and its run is gone).
+        """
         values = new_run_values(
             run_id=run_id,
             graph=graph,
@@ -171,10 +180,13 @@ class SqlRunStore:
             idempotency_key=idempotency_key,
             owner_id=owner_id,
             lease_seconds=lease_seconds,
+            run_metadata=run_metadata,
+            tags=tags,
         )
         try:
             with self.transaction() as conn:
                 conn.execute(q.INSERT_RUN, values)
+                _insert_search_rows(conn, [values])
         except IntegrityError:
             if idempotency_key is None:
                 raise
@@ -205,16 +217,24 @@ class SqlRunStore:
         return counts
 
     def list_runs(
-        self,
-        *,
-        graph: str | None,
-        status: RunStatus | None,
-        limit: int,
-        before: tuple[datetime, str] | None,
+        self, where: RunFilter, *, limit: int, before: tuple[datetime, str] | None = None
     ) -> list[Run]:
-        stmt = q.list_runs(graph=graph, status=status, limit=limit, before=before)
+        """Up to ``limit`` of the runs ``where`` selects, newest first, after the keyset
+        position ``before`` (``(created_at, id)`` of the last run of the previous page)."""
         with self._read() as session:
-            return list(session.scalars(stmt))
+            return list(session.scalars(self.list_runs_statement(session, where, limit, before)))
+
+    def list_runs_statement(
+        self,
+        session: Session | Connection,
+        where: RunFilter,
+        limit: int,
+        before: tuple[datetime, str] | None = None,
+    ) -> Select[Run]:
+        """The statement ``list_runs`` runs (for ``EXPLAIN``); on SQLite, it reads through
+        ``session`` which tag or metadata value to list from (``_driving_search``)."""
+        driving = _driving_search(session, where) if self.sqlite else None
+        return q.list_runs(where, limit=limit, before=before, driving=driving)
 
     # -- execution ------------------------------------------------------------------------
     def claim_run(self, run_id: str, owner_id: str, lease_seconds: float) -> Run | None:
@@ -273,6 +293,8 @@ class SqlRunStore:
             created = (
                 {row.id for row in conn.execute(self._insert_run, creates)} if creates else set()
             )
+            if created:
+                _insert_search_rows(conn, (v for v in creates if v["id"] in created))
             claimed: dict[str, Run] = {}
             for (owner_id, lease_seconds), run_ids in _group_claims(batch.claims).items():
                 for run, event in _claim_queued(conn, run_ids, owner_id, lease_seconds, now):
@@ -377,6 +399,35 @@ class SqlRunStore:
             seq = self._finish(conn, run_id, RunStatus.CANCELLED, None, None, idle)
         return seq is not None
 
+    def time_out_overdue(self, run_ids: Sequence[str] | None = None, limit: int = 500) -> list[str]:
+        """End ``timed_out`` the runs past a deadline that no live process executes
+        (``queries.overdue``: queued past their queue deadline; queued, interrupted, or running
+        under an expired lease, past their deadline), each with its terminal event and webhook;
+        return their ids.
+
+        ``run_ids`` looks at those runs only (a claim that could not start one); the runner's
+        periodic sweep looks at all, at most ``limit`` a time. The candidates are read first,
+        outside a write transaction (the sweep runs every heartbeat, and mostly finds none);
+        the check is repeated in each ``UPDATE``, so a run claimed or resumed in between is
+        left alone.
+        """
+        if run_ids is not None and not run_ids:
+            return []
+        now = utcnow()
+        wanted = None if run_ids is None else list(run_ids)
+        with self._read() as session:
+            rows = session.execute(q.overdue_runs(now, wanted, limit)).all()
+        if not rows:
+            return []
+        ended: list[str] = []
+        with self.transaction() as conn:
+            for row in rows:
+                error = _overdue_error(row, now)
+                seq = self._finish(conn, row.id, RunStatus.TIMED_OUT, None, error, q.overdue(now))
+                if seq is not None:
+                    ended.append(row.id)
+        return ended
+
     def _finish(
         self,
         conn: Connection,
@@ -421,10 +472,10 @@ class SqlRunStore:
             self._announce(conn, (run_id,))
             return run
 
-    def retry_run(self, run_id: str, owner: Owner) -> Run:
+    def retry_run(self, run_id: str, owner: Owner, graph_version: str | None = None) -> Run:
         """``continuations.retry`` in a transaction of its own."""
         with self.transaction() as conn:
-            run = continuations.retry(conn, run_id, owner, utcnow())
+            run = continuations.retry(conn, run_id, owner, utcnow(), graph_version)
             self._announce(conn, (run_id,))
             return run
 
@@ -435,11 +486,14 @@ class SqlRunStore:
         run_input: dict[str, Any],
         new_id: str,
         owner: Owner,
+        graph_version: str | None = None,
     ) -> Run:
         """``continuations.fork`` in a transaction of its own."""
         with self.transaction() as conn:
             now = utcnow()
-            return continuations.fork(conn, source_id, from_node_run, run_input, new_id, owner, now)
+            return continuations.fork(
+                conn, source_id, from_node_run, run_input, new_id, owner, now, graph_version
+            )
 
     def webhook_deliveries(self, run_id: str) -> list[dict[str, Any]]:
         """The run's webhook deliveries, oldest first (``WebhookOutbox.deliveries_for``)."""
@@ -480,21 +534,10 @@ class SqlRunStore:
             self._announce(conn, [run.id for run, _ in started])
             return [run for run, _ in started]
 
-    @contextlib.contextmanager
-    def recovery_turn(self) -> Iterator[bool]:
+    def recovery_turn(self) -> contextlib.AbstractContextManager[bool]:
         """Whether this process may sweep for expired leases now: on Postgres, one process at
         a time (a session advisory lock held for the block); always on SQLite."""
-        if self.sqlite:
-            yield True
-            return
-        with self.write_engine.connect() as conn:
-            taken = bool(conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), _RECOVERY_LOCK))
-            try:
-                yield taken
-            finally:
-                if taken:
-                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), _RECOVERY_LOCK)
-                    conn.commit()
+        return advisory_turn(self.write_engine, _RECOVERY_LOCK)
 
     # -- leases and recovery --------------------------------------------------------------
     def heartbeat(self, owner_id: str, lease_seconds: float) -> LeaseRenewal:
@@ -619,6 +662,45 @@ class SqlRunStore:
             return list(session.scalars(q.events_after(run_id, after, limit)))
 
 
+# On SQLite, a tag or metadata value with fewer runs than this drives a list (see below).
+_FEW_RUNS = 1000
+
+
+def _driving_search(session: Session | Connection, where: RunFilter) -> int | None:
+    """Which tag or metadata value of ``where`` SQLite should list from (its index in
+    ``where.search_run_ids()``), or None to go through the runs newest first.
+
+    SQLite keeps no statistics of single values, so it cannot weigh the two plans as Postgres
+    does: a rare tag found by probing the runs newest first probes every run, and a common
+    one read from its index has all its runs read and sorted. Counting the runs of each value, up to
+    ``_FEW_RUNS`` of them, decides: the rarest value with fewer runs drives (at most that
+    many runs read and sorted); when every value has more, the runs are probed newest first,
+    about ``limit * total / _FEW_RUNS`` of them at worst (unless the matches are all old).
+    """
+    driving, fewest = None, _FEW_RUNS
+    for index, run_ids in enumerate(where.search_run_ids()):
+        count = int(session.scalar(q.count_upto(run_ids, fewest)) or 0)
+        if count < fewest:
+            driving, fewest = index, count
+    return driving
+
+
+def _insert_search_rows(conn: Connection, runs: Iterable[Mapping[str, Any]]) -> None:
+    """Store the ``run_tags`` and ``run_metadata_values`` rows of new runs (their ``runs``
+    row values): one statement per table, and none for runs without tags or metadata."""
+    tags: list[dict[str, str]] = []
+    metadata: list[dict[str, str]] = []
+    for run in runs:
+        if run.get("tags") or run.get("run_metadata"):
+            run_tags, run_metadata = search_rows(run)
+            tags += run_tags
+            metadata += run_metadata
+    if tags:
+        conn.execute(q.INSERT_RUN_TAGS, tags)
+    if metadata:
+        conn.execute(q.INSERT_RUN_METADATA, metadata)
+
+
 def _table(entity: type[Base]) -> Table:
     return cast(Table, entity.__table__)
 
@@ -652,16 +734,37 @@ def _terminal_data(
 def _claim_queued(
     conn: Connection, run_ids: list[str], owner_id: str, lease_seconds: float, now: datetime
 ) -> list[tuple[Run, dict[str, Any]]]:
-    """Start those of ``run_ids`` that are queued, in one statement: each started run with its
-    ``run_started`` event row (for the caller to insert)."""
+    """Start those of ``run_ids`` that are queued (and within their queue deadline), in one
+    statement: each started run with its ``run_started`` event row (for the caller to insert).
+
+    A run with ``timeout_seconds`` gets its deadline at its first start, in the same
+    transaction; later starts (after a resume) keep it, so it counts from the first start.
+    """
     lease = now + timedelta(seconds=lease_seconds)
     params = {"run_ids": run_ids, "now": now, "owner_id": owner_id, "lease": lease}
     started = []
+    deadlines = []
     for row in conn.execute(q.CLAIM_QUEUED, params):
         run = Run(**row._mapping)
+        if run.timeout_seconds is not None and run.deadline_at is None:
+            # Computed here rather than in SQL: date arithmetic differs between the dialects.
+            run.deadline_at = now + timedelta(seconds=run.timeout_seconds)
+            deadlines.append({"run_id": run.id, "deadline": run.deadline_at})
         data = {"graph": run.graph, "started_at": now.isoformat()}
+        if run.deadline_at is not None:
+            data["deadline_at"] = run.deadline_at.isoformat()
         started.append((run, _event_row(run.id, run.last_seq, "run_started", data, now)))
+    if deadlines:
+        conn.execute(q.SET_DEADLINE, deadlines)
     return started
+
+
+def _overdue_error(row: Any, now: datetime) -> RunError:
+    """The error of an ``overdue`` run: the deadline it passed, named by its field."""
+    queue_deadline = row.queue_deadline_at
+    if row.status == RunStatus.QUEUED and queue_deadline is not None and queue_deadline <= now:
+        return RunError.queue_deadline_passed(row.queue_timeout_seconds, queue_deadline)
+    return RunError.deadline_passed(row.timeout_seconds, row.deadline_at)
 
 
 def _group_claims(claims: Sequence[RunClaim]) -> dict[tuple[str, float], list[str]]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.storage.filters import RunFilter
 from tests.conftest import (
     ROOT,
     LiveServer,
@@ -112,9 +113,7 @@ def test_a_worker_runs_no_more_runs_at_once_than_its_slots(
     with open_store(cluster.database_url) as store:
         deadline = time.monotonic() + 60
         while True:
-            statuses = Counter(
-                r.status for r in store.list_runs(graph=None, status=None, limit=20, before=None)
-            )
+            statuses = Counter(r.status for r in store.list_runs(RunFilter(), limit=20))
             peak = max(peak, statuses["running"])
             if statuses["succeeded"] == len(run_ids):
                 break

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.storage.filters import RunFilter
 from tests.conftest import LiveServer
 from tests.integration.durability import durable_env, open_store, wait_terminal
 
@@ -40,7 +41,7 @@ def test_fifty_concurrent_posts_with_one_idempotency_key_create_exactly_one_run(
     run_ids = {r.json()["id"] for r in responses}
     assert len(run_ids) == 1
     with open_store(database_url) as store:
-        runs = store.list_runs(graph=None, status=None, limit=100, before=None)
+        runs = store.list_runs(RunFilter(), limit=100)
         assert [r.id for r in runs] == list(run_ids)
         assert wait_terminal(store, runs[0].id).status == "succeeded"
     assert "Traceback" not in server.log()

@@ -105,8 +105,11 @@ def test_runs_killed_at_random_moments_complete_once_each_with_uninterrupted_out
             for node, pids in ran.items():
                 if node in trial.recorded_at_kill:
                     assert len(pids) == 1, f"{node} recorded before the kill ran again: {why}"
-                else:  # in flight (or done but unrecorded) at the kill: at most once per process
-                    assert len(pids) == len(set(pids)) <= 2, (node, pids, why)
+                else:
+                    # In flight (or done but unrecorded) at the kill: at most once per process.
+                    # It may run in more than two: another chain's server that took the run
+                    # over can itself be killed by its own chain while the node runs.
+                    assert len(pids) == len(set(pids)), (node, pids, why)
             interrupted += trial.status_at_kill == "running" and 0 < len(trial.recorded_at_kill)
             reran += any(len(p) > 1 for p in ran.values())
     print(f"seed={seed}: {interrupted} runs killed mid-run, {reran} with a node run twice")

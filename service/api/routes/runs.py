@@ -6,11 +6,11 @@ import functools
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
-from service.api import continuations, operations
+from service.api import continuations, operations, search
 from service.api.capacity import SlotEventSourceResponse
 from service.api.deps import (
     CatalogDep,
@@ -21,14 +21,17 @@ from service.api.deps import (
     StreamSlotsDep,
 )
 from service.api.schemas import (
+    MAX_TAGS,
     ErrorPublic,
     ForkRequest,
     ResumeRequest,
     RunCreate,
     RunList,
     RunPublic,
+    Tag,
+    Timestamp,
 )
-from service.api.strict_route import STRICT_RESPONSES, StrictRoute
+from service.api.strict_route import QUERY_PREFIXES, STRICT_RESPONSES, StrictRoute
 from service.errors import RunNotFoundError
 from service.runtime.streams import run_event_stream, wait_until_finished
 from service.storage.records import SETTLED, TERMINAL, RunStatus
@@ -112,11 +115,32 @@ async def create_run(
     return run
 
 
-@router.get("/runs", operation_id="list_runs", response_model=RunList)
+@router.get(
+    "/runs",
+    operation_id="list_runs",
+    response_model=RunList,
+    openapi_extra={QUERY_PREFIXES: [search.METADATA_PREFIX]},
+)
 async def list_runs(
+    request: Request,
     store: StoreDep,
     graph: Annotated[str | None, Query(max_length=200, pattern=_TEXT)] = None,
     status: RunStatus | None = None,
+    tag: Annotated[
+        list[Tag] | None,
+        Query(
+            max_length=MAX_TAGS,
+            description=f"Runs with this tag; repeated: with all of them (at most {MAX_TAGS}).",
+        ),
+    ] = None,
+    created_after: Annotated[
+        Timestamp | None,
+        Query(description="Runs created after this time (ISO 8601, with its time zone)."),
+    ] = None,
+    created_before: Annotated[
+        Timestamp | None,
+        Query(description="Runs created before this time (ISO 8601, with its time zone)."),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size, at most 100.")] = 20,
     cursor: Annotated[
         str | None,
@@ -127,11 +151,24 @@ async def list_runs(
         ),
     ] = None,
 ) -> RunList:
-    """List runs newest first, paginated with an opaque cursor."""
+    """List runs newest first, paginated with an opaque cursor; the parameters given narrow
+    the list, each to the runs that match it.
+
+    ``metadata.<key>=<value>`` (any number, one per key) keeps the runs whose metadata has
+    ``value`` at the top-level ``key``: a string as it is, any other value as JSON
+    (``metadata.attempt=3`` finds ``{"attempt": 3}``); values longer than 1,024 bytes are not
+    searchable. An empty key is a 400.
+    """
+    where = search.run_filter(
+        graph=graph,
+        status=status,
+        tags=tag or (),
+        params=request.query_params.multi_items(),
+        created_after=created_after,
+        created_before=created_before,
+    )
     return await run_in_threadpool(
-        functools.partial(
-            operations.list_runs, store, graph=graph, status=status, limit=limit, cursor=cursor
-        )
+        functools.partial(operations.list_runs, store, where, limit=limit, cursor=cursor)
     )
 
 
@@ -192,14 +229,22 @@ async def resume_run(
     responses={**_errors(404, 409), 429: _TOO_MANY_RUNS},
 )
 async def retry_run(
-    run_id: uuid.UUID, store: StoreDep, runner: RunnerDep, settings: SettingsDep
+    run_id: uuid.UUID,
+    store: StoreDep,
+    catalog: CatalogDep,
+    runner: RunnerDep,
+    settings: SettingsDep,
 ) -> RunPublic:
-    """Queue a failed or cancelled run again under its id (409 for any other status).
+    """Queue a failed, cancelled or timed-out run again under its id (409 for any other
+    status).
 
     Its completed node runs are replayed, not run again; the failed node runs again with the
-    next attempt number. Its event stream goes on with ``run_retried``.
+    next attempt number. It goes on with the graph's version loaded now, with a fresh deadline.
+    Its event stream goes on with ``run_retried``.
     """
-    return await run_in_threadpool(continuations.retry_run, store, runner, settings, run_id)
+    return await run_in_threadpool(
+        continuations.retry_run, store, catalog, runner, settings, run_id
+    )
 
 
 @router.post(

@@ -5,7 +5,7 @@ const KEY_STORAGE = "graphflow.apiKey";
 // The events after which a run rests (it ended, or waits for a person). The server ends the
 // stream after one unless the run went on past it (a retry, a resume): so the stream's end,
 // not the event alone, says the run settled.
-const SETTLING_EVENTS = new Set(["run_succeeded", "run_failed", "run_cancelled", "run_interrupted"]);
+const SETTLING_EVENTS = new Set(["run_succeeded", "run_failed", "run_cancelled", "run_timed_out", "run_interrupted"]);
 const RECONNECT_MS = 1000;
 
 // The page is served at <root>/ui/, the API at <root>/ (works behind a path prefix too).

@@ -188,3 +188,44 @@ def two_questions() -> StateGraph:
         g.add_node(name, _asker(name))
         g.add_edge("start", name).add_edge(name, "collect")
     return g
+
+
+# The shape of ``shifting_chain`` is chosen by the environment when the graphs are compiled, so
+# that two servers on one database can load two versions of one graph.
+SHAPE_ENV = "GRAPHFLOW_TEST_SHAPE"
+SHAPES = {"short": ["v1", "v2", "v3", "v4"], "long": ["v1", "v2", "v3", "v4", "v5"]}
+
+
+def shifting_nodes() -> list[str]:
+    """The nodes of ``shifting_chain`` in this process: ``GRAPHFLOW_TEST_SHAPE`` (default
+    ``short``)."""
+    return SHAPES[os.environ.get(SHAPE_ENV, "short")]
+
+
+def _shifting_chain() -> StateGraph:
+    names = shifting_nodes()
+    g = StateGraph({"trace": "extend"})
+    for name in names:
+        g.add_node(name, _chain_node(name))
+    for src, dst in zip(names, names[1:], strict=False):
+        g.add_edge(src, dst)
+    return g.set_entry_point(names[0])
+
+
+@workflow(
+    "shifting_chain",
+    description="v1 -> ... -> v4, or -> v5 with GRAPHFLOW_TEST_SHAPE=long; each sleeps `delay` s.",
+    input_model=ChainInput,
+)
+def shifting_chain() -> StateGraph:
+    return _shifting_chain()
+
+
+@workflow(
+    "shifting_chain_resumable",
+    description="shifting_chain, whose runs resume on a changed shape.",
+    input_model=ChainInput,
+    on_version_change="resume",
+)
+def shifting_chain_resumable() -> StateGraph:
+    return _shifting_chain()

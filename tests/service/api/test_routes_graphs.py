@@ -10,6 +10,7 @@ def test_list_graphs_includes_builtin_and_configured_workflows(client: Any) -> N
     assert {"three_step", "failing", "pipeline"} <= set(graphs)
     assert graphs["three_step"]["description"] == "a -> b -> c, each multiplies x."
     assert graphs["three_step"]["node_count"] == 3
+    assert graphs["three_step"]["version"] == client.get("/graphs/three_step").json()["version"]
 
 
 def test_get_graph_describes_nodes_edges_reducers_schema_and_mermaid(client: Any) -> None:
@@ -17,6 +18,8 @@ def test_get_graph_describes_nodes_edges_reducers_schema_and_mermaid(client: Any
     assert set(detail) == {
         "name",
         "description",
+        "version",
+        "on_version_change",
         "nodes",
         "edges",
         "entry_point",
@@ -30,6 +33,7 @@ def test_get_graph_describes_nodes_edges_reducers_schema_and_mermaid(client: Any
     assert detail["reducers"]["trace"] == "extend"
     assert detail["input_schema"]["properties"]["x"]["type"] == "integer"
     assert "a" in detail["mermaid"] and "b" in detail["mermaid"]
+    assert len(detail["version"]) == 12 and detail["on_version_change"] == "fail"
     assert client.get("/graphs/failing").json()["input_schema"] is None
 
 

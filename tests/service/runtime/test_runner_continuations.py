@@ -153,7 +153,7 @@ def test_retry_replays_completed_nodes_and_reruns_the_failed_one(
     failed = _run(store, rid)
     assert failed.status == "failed" and failed.error is not None
     assert failed.error["node"] == "n07"
-    with pytest.raises(ConflictError, match="only a failed or cancelled run"):
+    with pytest.raises(ConflictError, match="only a failed, cancelled or timed_out run"):
         store.retry_run(
             _start(store, manager, "steady_chain", {"tag": "x", "delay": 0}), _owner(manager)
         )

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
+from service.storage.filters import RunFilter
 from service.storage.records import NodeEventWrite, RunStatus
 from service.storage.sql import SqlRunStore
 from service.storage.tables import Run, utcnow
@@ -143,19 +144,17 @@ def test_names_users_choose_have_no_length_limit(store: SqlRunStore) -> None:
     assert (row.activation_id, row.node) == (activation, node)
     stored = store.get_run(run.id)
     assert stored is not None and (stored.graph, stored.owner_id) == (graph, owner)
-    assert [r.id for r in store.list_runs(graph=graph, status=None, limit=5, before=None)] == [
-        run.id
-    ]
+    assert [r.id for r in store.list_runs(RunFilter(graph=graph), limit=5)] == [run.id]
 
 
 def test_list_runs_keyset_pages_newest_first(store: SqlRunStore) -> None:
     ids = [_new_run(store) for _ in range(5)]
-    first = store.list_runs(graph=None, status=None, limit=2, before=None)
+    first = store.list_runs(RunFilter(), limit=2)
     assert [r.id for r in first] == ids[::-1][:2]
     last = first[-1]
-    rest = store.list_runs(graph=None, status=None, limit=10, before=(last.created_at, last.id))
+    rest = store.list_runs(RunFilter(), limit=10, before=(last.created_at, last.id))
     assert [r.id for r in rest] == ids[::-1][2:]
-    assert store.list_runs(graph="other", status=None, limit=10, before=None) == []
+    assert store.list_runs(RunFilter(graph="other"), limit=10) == []
 
 
 def test_cancel_queued_only_cancels_queued_runs(store: SqlRunStore) -> None:

@@ -1,7 +1,8 @@
 // One run: its graph with nodes coloured by live status, a timeline of its node runs, input,
 // output, error, per-node details and a cancel button; for an interrupted run, what it waits
-// for and a form to resume it; for a failed or cancelled one, a retry button. It follows the
-// run's event stream, which replays stored events first, so finished runs render the same way.
+// for and a form to resume it; for a failed, cancelled or timed-out one, a retry button. It
+// follows the run's event stream, which replays stored events first, so finished runs render
+// the same way.
 
 import { ApiError, api, followRun } from "../api.js";
 import { drawGraph } from "../graph.js";
@@ -11,7 +12,7 @@ import { formatMs, formatTime, h, jsonBlock, statusBadge } from "../dom.js";
 const ACTIVE = new Set(["queued", "running"]);
 // The status a node shows when it ran several times: the most telling of its node runs.
 const PRECEDENCE = ["running", "interrupted", "retrying", "failed", "cancelled", "succeeded"];
-const RETRYABLE = new Set(["failed", "cancelled"]);
+const RETRYABLE = new Set(["failed", "cancelled", "timed_out"]);
 const TICK_MS = 250;
 
 /** Node runs by id, seeded from GET /runs/{id} and kept current by the events. */
@@ -79,10 +80,12 @@ function applyEvent(state, { event, data }) {
     case "run_succeeded":
     case "run_failed":
     case "run_cancelled":
+    case "run_timed_out":
       run.status = event.slice("run_".length);
       if (data.output !== undefined) run.output = data.output;
       if (data.error !== undefined) run.error = data.error;
-      if (run.status === "cancelled") {
+      // Past a deadline, nodes in flight are treated as on cancel.
+      if (run.status === "cancelled" || run.status === "timed_out") {
         for (const nr of state.nodeRuns.values()) if (nr.status === "running") nr.status = "cancelled";
       }
       break;

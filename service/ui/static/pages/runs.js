@@ -6,7 +6,7 @@ import { formatMs, formatTime, h, statusBadge } from "../dom.js";
 
 const POLL_MS = 2000;
 const PAGE_SIZE = 20;
-const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
+const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled", "timed_out"];
 
 function select(name, label, options, value, onChange) {
   return h(
