@@ -234,10 +234,11 @@ def test_docs_work_offline(server: LiveServer, page: Page) -> None:
 
 
 def test_the_cancel_button_cancels_a_running_run(server: LiveServer, page: Page) -> None:
-    resp = httpx.post(f"{server.url}/graphs/slow_chain/runs", json={"input": {"delay": 0.5}})
+    resp = httpx.post(f"{server.url}/graphs/slow_chain/runs", json={"input": {"delay": 1.0}})
     run_id = resp.json()["id"]
     page.goto(f"{server.url}/ui/#/runs/{run_id}")
-    expect(node(page, "s0")).to_have_attribute("data-status", "running")
+    # Whichever node runs when the page is up (a busy machine may load it late).
+    expect(page.locator('svg.graph g.node[data-status="running"]')).to_have_count(1)
 
     page.get_by_role("button", name="Cancel run").click()
 
