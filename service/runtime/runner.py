@@ -40,6 +40,7 @@ from graphflow_core import (
     RunCancelledError,
     RunInterrupted,
 )
+from service.errors import DatabaseUnavailableError
 from service.runtime.claims import QueuedRunClaimer
 from service.runtime.journal import JournalWriter, RunJournal
 from service.runtime.leases import LeaseKeeper
@@ -434,7 +435,14 @@ class RunManager:
                 run = self._claimed.pop(run_id, None)  # claimed by ``QueuedRunClaimer``
             if run is None:
                 claim = RunClaim(run_id, self.owner_id, self.settings.lease_seconds)
-                run = self.journal.claim(claim).result()  # the writer wakes its streams
+                try:
+                    run = self.journal.claim(claim).result()  # the writer wakes its streams
+                except DatabaseUnavailableError:
+                    # Still queued and ours (our heartbeat keeps its lease): try again soon.
+                    retry = threading.Timer(_CLAIM_RETRY_SECONDS, self.submit, (run_id,))
+                    retry.daemon = True
+                    retry.start()
+                    return
             if run is None:  # not queued: a run of ours to resume, or not ours at all
                 run = self.store.claim_run(run_id, self.owner_id, self.settings.lease_seconds)
                 if run is None:
@@ -697,6 +705,10 @@ class RunManager:
         if seq is not None:
             self._wake_webhooks()
             self.observe.run_finished(run_id, graph, status)
+
+
+# How soon a run whose claim met a database outage is claimed again.
+_CLAIM_RETRY_SECONDS = 1.0
 
 
 def _nothing() -> None:
