@@ -20,7 +20,7 @@ deleted per second, and how much of the load window the purge covered (the figur
 hold for that share).
 
     .venv/bin/python bench/purge_bench.py [--runs 100000] [--rate 100] [--seconds 10]
-        [--connections 20] [--no-postgres]
+        [--connections 20] [--no-postgres | --no-sqlite]
 """
 
 from __future__ import annotations
@@ -195,6 +195,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, default=10, help="each load window")
     parser.add_argument("--connections", type=int, default=20, help="wrk -c")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--no-sqlite", action="store_true", help="Postgres only")
     return parser.parse_args(argv)
 
 
@@ -208,9 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="gf-purge-bench-") as tmp:
         workdir = Path(tmp)
-        backends: list[tuple[str, contextlib.AbstractContextManager[str]]] = [
-            ("sqlite", contextlib.nullcontext(f"sqlite:///{workdir / 'bench.db'}"))
-        ]
+        backends: list[tuple[str, contextlib.AbstractContextManager[str]]] = []
+        if not args.no_sqlite:
+            backends.append(("sqlite", contextlib.nullcontext(f"sqlite:///{workdir / 'bench.db'}")))
         if not args.no_postgres:
             backends.append(("postgres", fresh_postgres_database()))
         for backend, database in backends:

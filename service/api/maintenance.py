@@ -9,6 +9,7 @@ is sent again meaning it.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 
@@ -55,9 +56,25 @@ def delete_run(retention: RunRetention, run_id: uuid.UUID | str) -> None:
     raise ConflictError(f"run {rid} changed while it was being deleted; try again")
 
 
-def purge_runs(retention: RunRetention, body: PurgeRequest) -> RunCount:
+class _Draining:
+    """Set once ``runner`` drains for shutdown (a ``retention.Stop``): a purge then ends
+    between two batches, rather than hold the server's exit until it is done."""
+
+    def __init__(self, runner: RunManager) -> None:
+        self.runner = runner
+
+    def is_set(self) -> bool:
+        return not self.runner.accepting
+
+    def wait(self, timeout: float | None = None) -> bool:
+        time.sleep(timeout or 0.0)
+        return self.is_set()
+
+
+def purge_runs(retention: RunRetention, runner: RunManager, body: PurgeRequest) -> RunCount:
     """Delete the finished runs that match ``body`` (with ``dry_run``, count them); on SQLite,
-    give the freed space back to the file system afterwards."""
+    give the freed space back to the file system afterwards. A purge cut short by the
+    server's shutdown answers how many runs it deleted: sent again, it deletes the rest."""
     run_filter = RunFilter(
         graph=body.graph,
         statuses=_statuses(body.status, TERMINAL),
@@ -67,9 +84,10 @@ def purge_runs(retention: RunRetention, body: PurgeRequest) -> RunCount:
     )
     if body.dry_run:
         return RunCount(count=retention.count(run_filter))
-    deleted = retention.purge(run_filter)
+    stop = _Draining(runner)
+    deleted = retention.purge(run_filter, stop)
     if deleted:
-        freed = retention.reclaim_space()
+        freed = retention.reclaim_space(stop)
         log.info("purge: deleted %d runs (%s); %d pages freed", deleted, run_filter, freed)
     return RunCount(count=deleted)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -13,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from service.storage.filters import RunFilter
+from service.storage.retention import RunRetention
 from tests.conftest import LiveServer, WorkerProcess, fresh_postgres_database
 from tests.integration.durability import (
     completions_by_node,
@@ -21,7 +24,7 @@ from tests.integration.durability import (
     open_store,
     wait_status,
 )
-from tests.seeding import rows_of
+from tests.seeding import rows_of, seed_runs
 
 pytestmark = pytest.mark.slow
 
@@ -201,6 +204,33 @@ def test_the_retention_sweeper_deletes_old_finished_runs_and_keeps_unfinished_on
     assert status_of(url, busy) == "running"
 
 
+def test_a_purge_in_progress_ends_between_batches_when_the_server_shuts_down(
+    database_url: str, start_server: Callable[..., LiveServer]
+) -> None:
+    server = start_server(database_url)
+    with open_store(database_url) as store:
+        seed_runs(store, 10_000, nodes=3)
+    answer: list[httpx.Response] = []
+
+    def purge() -> None:
+        answer.append(post(server.url, "/runs/purge", {"dry_run": False}))
+
+    thread = threading.Thread(target=purge)
+    thread.start()
+    time.sleep(1.0)  # a second of 5 ms (SQLite) or 50 ms (Postgres) batches, and their pauses
+    stopping = time.monotonic()
+    server.proc.terminate()
+    server.proc.wait(15)
+    thread.join(5)
+    # Not held for the rest of the purge: it answered with the runs it deleted.
+    assert time.monotonic() - stopping < 10
+    assert answer and answer[0].status_code == 200, answer
+    deleted = answer[0].json()["count"]
+    with open_store(database_url) as store:
+        left = RunRetention(store).count(RunFilter())
+    assert 0 < deleted < 10_000 and left == 10_000 - deleted
+
+
 @pytest.mark.postgres
 def test_with_an_api_and_two_workers_the_sweep_and_bulk_cancel_reach_across_processes(
     start_server: Callable[..., LiveServer],
@@ -233,3 +263,27 @@ def test_with_an_api_and_two_workers_the_sweep_and_bulk_cancel_reach_across_proc
 def _pids(counter: Path, tag: str) -> set[int]:
     """The processes that completed a node of the run tagged ``tag``."""
     return {pid for pids in completions_by_node(counter, tag).values() for pid in pids}
+
+
+def test_the_openapi_document_declares_every_answer_of_the_three_operations(
+    sqlite_url: str, start_server: Callable[..., LiveServer]
+) -> None:
+    spec = httpx.get(f"{start_server(sqlite_url).url}/openapi.json").json()
+    error = {"$ref": "#/components/schemas/ErrorPublic"}
+    for path, method, operation_id, ok, errors in [
+        ("/runs/{run_id}", "delete", "delete_run", "204", {"400", "404", "409", "422"}),
+        ("/runs/purge", "post", "purge_runs", "200", {"400", "422"}),
+        ("/runs/cancel", "post", "cancel_runs", "200", {"400", "422"}),
+    ]:
+        operation = spec["paths"][path][method]
+        assert operation["operationId"] == operation_id
+        assert {ok, *errors} <= set(operation["responses"]), (path, operation["responses"])
+        for code in errors:
+            assert operation["responses"][code]["content"]["application/json"]["schema"] == error
+    schemas = spec["components"]["schemas"]
+    purge = schemas["PurgeRequest"]["properties"]
+    assert purge["dry_run"]["default"] is True
+    assert set(purge["status"]["anyOf"][0]["enum"]) == set(FINISHED)
+    cancel = schemas["CancelRequest"]["properties"]
+    assert set(cancel["status"]["anyOf"][0]["enum"]) == {"queued", "running", "interrupted"}
+    assert schemas["PurgeRequest"]["additionalProperties"] is False

@@ -42,14 +42,15 @@ async def delete_run(run_id: uuid.UUID, retention: RetentionDep) -> Response:
     response_model=RunCount,
     responses=_errors(422),
 )
-async def purge_runs(body: PurgeRequest, retention: RetentionDep) -> RunCount:
+async def purge_runs(body: PurgeRequest, retention: RetentionDep, runner: RunnerDep) -> RunCount:
     """Delete the finished runs matching every field given; count them only unless
     ``dry_run`` is false.
 
     Queued, running and interrupted runs are never deleted. The runs go in short batches,
-    so the server keeps serving; the answer comes once all are deleted.
+    so the server keeps serving; the answer comes once all are deleted (or the server shuts
+    down: then it counts those deleted so far).
     """
-    return await run_in_threadpool(maintenance.purge_runs, retention, body)
+    return await run_in_threadpool(maintenance.purge_runs, retention, runner, body)
 
 
 @router.post(
