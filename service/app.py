@@ -29,7 +29,7 @@ from service.runtime.streams import Notifier
 from service.runtime.sweeper import sweeper_for
 from service.settings import Settings
 from service.storage.migrations import upgrade
-from service.storage.records import database_outage
+from service.storage.records import database_outage, outage_reason
 from service.storage.sql import SqlRunStore
 from service.ui import routes as ui
 from service.webhooks import deliverer_for
@@ -94,10 +94,11 @@ async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    if database_outage(exc) is not None:
-        # A restart or a network fault: the driver's text (hosts, users) stays in the log.
-        log.warning("the database is out of reach: %s", exc.__class__.__name__)
-        return await _service_error(request, DatabaseUnavailableError())
+    if (outage := database_outage(exc)) is not None:
+        # The driver's text (hosts, users, paths) stays in the log.
+        reason = outage_reason(outage)
+        log.warning("%s: %s", reason, getattr(outage, "orig", None) or outage)
+        return await _service_error(request, DatabaseUnavailableError(reason))
     log.error("unhandled error", exc_info=exc)
     return JSONResponse({"detail": "internal server error"}, status_code=500)
 

@@ -194,13 +194,15 @@ class DeadlineTooLongError(ServiceError):
 
 
 class DatabaseUnavailableError(ServiceError):
-    """The database does not answer (a restart, a network fault): retry after a moment."""
+    """The database cannot be written for now (a restart, a network fault, a SQLite file on a
+    full disk): retry after a moment. ``reason`` says which, in words a client may read."""
 
     status_code = 503
 
-    def __init__(self, retry_after: int = 5) -> None:
+    def __init__(self, reason: str = "the database is unavailable", retry_after: int = 5) -> None:
         super().__init__(
-            "the database is unavailable; retry in a few seconds (with the same Idempotency-Key, "
-            "a retried create makes one run)",
+            f"{reason}; retry in a few seconds (with the same Idempotency-Key, a retried create "
+            "makes one run)",
             {"Retry-After": str(retry_after)},
         )
+        self.reason = reason

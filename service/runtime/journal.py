@@ -42,6 +42,7 @@ from service.storage.records import (
     RunError,
     RunStatus,
     database_outage,
+    outage_reason,
 )
 
 __all__ = ["JournalStore", "JournalWriter", "RunJournal"]
@@ -140,6 +141,7 @@ class JournalWriter:
         # Set while the database is out of reach: new creates and claims fail at once (503)
         # instead of queueing behind the events the writer keeps retrying.
         self._outage = threading.Event()
+        self._outage_reason = "the database is unavailable"  # of the last outage
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -179,7 +181,7 @@ class JournalWriter:
         ``TooManyActiveRunsError`` when ``max_active_runs`` runs are queued or running."""
         done: Future[bool] = Future()
         if self._outage.is_set():
-            done.set_exception(DatabaseUnavailableError())
+            done.set_exception(DatabaseUnavailableError(self._outage_reason))
             return done
         self._put(_Create(values, done))
         return done
@@ -189,7 +191,7 @@ class JournalWriter:
         ``tables.Run``), or None when the run was not queued (perhaps ours to resume)."""
         done: Future[Any] = Future()
         if self._outage.is_set():
-            done.set_exception(DatabaseUnavailableError())
+            done.set_exception(DatabaseUnavailableError(self._outage_reason))
             return done
         self._put(_Claim(claim, done))
         return done
@@ -257,8 +259,8 @@ class JournalWriter:
         try:
             result = self._store.write_journal(_batch(ops, self._max_active_runs))
         except Exception as exc:
-            if database_outage(exc) is not None:
-                self._ride_out(ops)
+            if (outage := database_outage(exc)) is not None:
+                self._ride_out(ops, outage_reason(outage))
                 return
             groups: dict[int, list[_Write]] = {}
             for op in ops:
@@ -279,25 +281,27 @@ class JournalWriter:
             self._on_batch(len(ops), time.perf_counter() - started)
         self._settle(ops, result)
 
-    def _ride_out(self, ops: list[_Write]) -> None:
+    def _ride_out(self, ops: list[_Write], reason: str) -> None:
         """The database is out of reach: refuse the creates and claims (the client may
         retry), and keep the runs' events and ends, writing them again, with backoff, until the
         database is back. The runs go on meanwhile; their events wait here in order."""
-        log.warning("the database is out of reach; keeping run events until it is back")
+        log.warning("%s; keeping run events until it can be written", reason)
+        self._outage_reason = reason
         self._outage.set()
         delay = _OUTAGE_FIRST_RETRY_SECONDS
+        taken = 0  # operations taken from the queue meanwhile (``_pending`` counts them)
         try:
-            for op in ops:
-                if isinstance(op, _Create | _Claim):
-                    op.done.set_exception(DatabaseUnavailableError())
-            pending: list[_Write] = [op for op in ops if isinstance(op, _Event | _End)]
+            pending = self._keep(ops, reason)
             while pending:
                 time.sleep(delay)
                 delay = min(delay * 2, _OUTAGE_MAX_RETRY_SECONDS)
+                queued = self._take_queued()
+                taken += len(queued)
+                pending += self._keep(queued, reason)
                 pending = [op for op in pending if not _run_stopped(op)]
                 if self._thread is None:  # stopping: what is not stored is resumed later
                     for op in pending:
-                        _fail(op, DatabaseUnavailableError())
+                        _fail(op, DatabaseUnavailableError(reason))
                     return
                 try:
                     result = self._store.write_journal(_batch(pending, self._max_active_runs))
@@ -308,10 +312,40 @@ class JournalWriter:
                         return
                     continue
                 self._settle(pending, result)
-                log.warning("the database is back; the kept run events are stored")
+                log.warning("the database can be written again; the kept run events are stored")
                 return
         finally:
             self._outage.clear()
+            if taken:
+                with self._idle:
+                    self._pending -= taken
+                    self._idle.notify_all()
+
+    @staticmethod
+    def _keep(ops: list[_Write], reason: str) -> list[_Write]:
+        """During an outage: refuse ``ops``' creates and claims (the client may retry); return
+        their events and ends, to be kept in order."""
+        kept: list[_Write] = []
+        for op in ops:
+            if isinstance(op, _Create | _Claim):
+                op.done.set_exception(DatabaseUnavailableError(reason))
+            else:
+                kept.append(op)
+        return kept
+
+    def _take_queued(self) -> list[_Write]:
+        """The operations queued since the outage began (a create sent just before it must
+        not wait for its end); the stop, if queued, stays for the loop."""
+        ops: list[_Write] = []
+        while True:
+            try:
+                op = self._queue.get_nowait()
+            except queue.Empty:
+                return ops
+            if op is None:
+                self._queue.put(None)
+                return ops
+            ops.append(op)
 
     def _write_one_by_one(self, ops: list[_Write]) -> None:
         """Store one run's operations singly: those before the one refused are kept."""

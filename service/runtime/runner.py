@@ -119,6 +119,9 @@ class RunManager:
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._executions: dict[str, _Execution] = {}
         self._user_cancelled: set[str] = set()  # cancelled before its execution began here
+        # Runs we stopped when our leases expired: ours still, and renewed by our heartbeat
+        # once the database is back, so nobody would resume them. ``recover`` lets them go.
+        self._let_go: set[str] = set()
         self._waited = WaitedRuns()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -289,6 +292,7 @@ class RunManager:
         with self.store.recovery_turn() as mine:
             if mine:
                 self._time_out_overdue()
+                self._release_let_go()
                 taken = self._take_over_expired()
         return taken
 
@@ -404,6 +408,17 @@ class RunManager:
             for ex in self._executions.values():
                 ex.disowned = True
                 ex.cancel.set()
+            self._let_go.update(self._executions)
+
+    def _release_let_go(self) -> None:
+        """Expire the leases of the runs we stopped when our leases expired, once their
+        executions ended: the takeover that follows resumes them from their journals."""
+        with self._lock:
+            done = self._let_go - set(self._executions)
+        if done:
+            self.store.release_leases(self.owner_id, sorted(done))
+            with self._lock:
+                self._let_go -= done
 
     # -- execution ------------------------------------------------------------------------
     def _work(self) -> None:
@@ -459,6 +474,11 @@ class RunManager:
             if refused is not None:
                 self._finish(run_id, refused[0], error=refused[1], graph=run.graph)
                 return
+            if run.last_seq <= 1 and run.graph_version != wf.version:
+                # Created by a process that loaded another version (a rolling deploy): the
+                # run starts, and so later resumes, on ours.
+                self.store.record_graph_version(run_id, self.owner_id, wf.version)
+                run.graph_version = wf.version
             with self._lock:
                 if run.cancel_requested or run_id in self._user_cancelled:
                     ex.by_user = True

@@ -57,8 +57,11 @@ def make_engine(url: str, *, write: bool = True, pool_size: int = 10) -> Engine:
         # Before anything creates a table: only then does it apply (on a file that has tables
         # it waits for a VACUUM, ``graphflow vacuum``). Freed pages can then be given back to
         # the file system (``PRAGMA incremental_vacuum``) after runs are deleted.
-        cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
-        _enable_wal(cursor)
+        # Set only when not yet so: a read-only file (or file system) refuses the setting.
+        if cursor.execute("PRAGMA auto_vacuum").fetchone()[0] != _INCREMENTAL:
+            cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            _enable_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
@@ -69,6 +72,9 @@ def make_engine(url: str, *, write: bool = True, pool_size: int = 10) -> Engine:
         conn.exec_driver_sql(begin_sql)
 
     return engine
+
+
+_INCREMENTAL = 2  # what ``PRAGMA auto_vacuum`` reads for INCREMENTAL
 
 
 def _enable_wal(cursor: Any) -> None:

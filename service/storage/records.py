@@ -31,6 +31,7 @@ __all__ = [
     "RunStatus",
     "encode_json",
     "json_serializer",
+    "outage_reason",
     "storage_failure",
 ]
 
@@ -190,18 +191,35 @@ def storage_failure(exc: BaseException) -> SQLAlchemyError | None:
 
 
 def database_outage(exc: BaseException) -> SQLAlchemyError | None:
-    """The error of ``exc``'s chain that says the database server is out of reach (refused
-    or lost connection, a server shutting down), or None. Such an error passes: the same
-    statement succeeds once the server is back. SQLite has no server: its errors (a read-only
-    file, a full disk) are not outages."""
+    """The error of ``exc``'s chain that says the database cannot be written for now, or None:
+    a Postgres server out of reach (refused or lost connection, a server shutting down), or a
+    SQLite file on a full disk or made read-only. Such an error passes: the same statement
+    succeeds once the server is back, or space is freed, or the file is writable again."""
     failure = storage_failure(exc)
-    if isinstance(failure, OperationalError | InterfaceError) and failure.connection_invalidated:
+    if not isinstance(failure, OperationalError | InterfaceError):
+        return None
+    if failure.connection_invalidated or _sqlite_unwritable(failure) is not None:
         return failure
-    if isinstance(failure, OperationalError | InterfaceError):
-        module = type(failure.orig).__module__ if failure.orig is not None else ""
-        if module.startswith("psycopg"):
-            return failure
-    return None
+    module = type(failure.orig).__module__ if failure.orig is not None else ""
+    return failure if module.startswith("psycopg") else None
+
+
+def outage_reason(failure: SQLAlchemyError) -> str:
+    """What a client reads of an outage (``database_outage``): the cause, never the driver's
+    text, which names hosts and users."""
+    return _sqlite_unwritable(failure) or "the database is unavailable"
+
+
+# SQLite's primary result codes (the low byte of an extended code) of a file it cannot write.
+_SQLITE_UNWRITABLE = {
+    13: "the disk of the SQLite database is full",  # SQLITE_FULL
+    8: "the SQLite database is read-only (its file, or the file system it is on)",  # READONLY
+}
+
+
+def _sqlite_unwritable(failure: SQLAlchemyError) -> str | None:
+    code = getattr(getattr(failure, "orig", None), "sqlite_errorcode", None)
+    return None if code is None else _SQLITE_UNWRITABLE.get(code & 0xFF)
 
 
 class EncodedJSON(str):

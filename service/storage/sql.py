@@ -259,6 +259,17 @@ class SqlRunStore:
                 return run
             return None
 
+    def record_graph_version(self, run_id: str, owner_id: str, version: str) -> None:
+        """Record ``version`` as the graph version ``run_id`` starts on, while ``owner_id``
+        holds it: the starting process loaded another version than the creating one (an API
+        and a worker during a rolling deploy)."""
+        with self.transaction() as conn:
+            conn.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.owner_id == owner_id)
+                .values(graph_version=version)
+            )
+
     def record_node_event(
         self, run_id: str, write: NodeEventWrite, owner_id: str | None = None
     ) -> int:
@@ -563,14 +574,14 @@ class SqlRunStore:
         """Extend our active leases; return our active runs whose cancel was requested."""
         return sorted(self.heartbeat(owner_id, lease_seconds).cancel_requested)
 
-    def release_leases(self, owner_id: str) -> None:
-        """Expire the leases of our active runs so that the next process resumes them at once."""
+    def release_leases(self, owner_id: str, run_ids: Sequence[str] | None = None) -> None:
+        """Expire the leases of our active runs (of ``run_ids`` only, when given), so that
+        the next recovery, here or in another process, resumes them at once."""
+        stmt = update(Run).where(Run.owner_id == owner_id, Run.status.in_(ACTIVE))
+        if run_ids is not None:
+            stmt = stmt.where(Run.id.in_(run_ids))
         with self._write() as session:
-            session.execute(
-                update(Run)
-                .where(Run.owner_id == owner_id, Run.status.in_(ACTIVE))
-                .values(lease_expires_at=utcnow())
-            )
+            session.execute(stmt.values(lease_expires_at=utcnow()))
 
     def expired_runs(self, exclude_owner: str | None = None) -> list[str]:
         """Active runs whose owner stopped renewing its lease, oldest first.

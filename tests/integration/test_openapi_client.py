@@ -156,3 +156,76 @@ def test_generated_client_resumes_retries_and_forks_runs(
         assert fork.input_.to_dict()["topic"] == "forks"
         # The draft was reused from the source run, so it still speaks of the old topic.
         assert fork.interrupts[0].payload["draft"] == "A short note on tests."
+
+
+def test_generated_client_tags_searches_deletes_purges_and_cancels_runs(
+    generated_client: Any, live_server: LiveServer
+) -> None:
+    from importlib import import_module
+
+    create_run = import_module("gf_client.api.runs.create_run")
+    get_run = import_module("gf_client.api.runs.get_run")
+    list_runs = import_module("gf_client.api.runs.list_runs")
+    delete_run = import_module("gf_client.api.runs.delete_run")
+    purge_runs = import_module("gf_client.api.runs.purge_runs")
+    cancel_runs = import_module("gf_client.api.runs.cancel_runs")
+    models = import_module("gf_client.models")
+
+    def create(name: str, state: dict[str, Any], tags: list[str], **metadata: Any) -> Any:
+        body = models.RunCreate(
+            input_=models.RunCreateInput.from_dict(state),
+            metadata=models.RunCreateMetadataType0.from_dict(metadata),
+            tags=tags,
+        )
+        created = create_run.sync_detailed(name=name, client=client, body=body)
+        assert created.status_code == 202, created.content
+        return created.parsed
+
+    def finished(run_id: Any) -> Any:
+        deadline = time.monotonic() + 15
+        while (run := get_run.sync(run_id=run_id, client=client)).status == "running" or (
+            run.status == "queued"
+        ):
+            assert time.monotonic() < deadline, run.status
+            time.sleep(0.05)
+        return run
+
+    with generated_client.Client(base_url=live_server.url) as client:
+        done = [create("three_step", {"x": i}, ["sdk", f"n{i}"], customer=f"c{i}") for i in (1, 2)]
+        slow = create("slow_chain", {"delay": 2}, ["sdk", "slow"], customer="c9")  # 16 s
+        for run in done:
+            assert finished(run.id).status == "succeeded"
+        view = get_run.sync(run_id=done[0].id, client=client)
+        assert view.tags == ["sdk", "n1"]
+        assert view.metadata.to_dict() == {"customer": "c1"}
+
+        # Tags are typed query parameters; a run must have all of them.
+        page = list_runs.sync(client=client, tag=["sdk", "n2"])
+        assert [item.id for item in page.items] == [done[1].id]
+        assert page.items[0].tags == ["sdk", "n2"]
+        # metadata.<key> names cannot be declared one by one: the client's httpx sends them.
+        found = client.get_httpx_client().get("/runs", params={"metadata.customer": "c9"})
+        assert [item["id"] for item in found.json()["items"]] == [str(slow.id)]
+
+        # A running run is not deleted; a finished one is, once.
+        refused = delete_run.sync_detailed(run_id=slow.id, client=client)
+        assert refused.status_code == 409 and isinstance(refused.parsed, models.ErrorPublic)
+        assert "cancel it first" in refused.parsed.detail
+        assert delete_run.sync_detailed(run_id=done[0].id, client=client).status_code == 204
+        gone = delete_run.sync_detailed(run_id=done[0].id, client=client)
+        assert gone.status_code == 404 and isinstance(gone.parsed, models.ErrorPublic)
+
+        # Bulk cancel and purge count first, then act, on the same filter.
+        selection = {"tags": ["sdk"], "dry_run": True}
+        counted = cancel_runs.sync(client=client, body=models.CancelRequest.from_dict(selection))
+        assert counted.count == 1
+        assert get_run.sync(run_id=slow.id, client=client).status == "running"
+        stop = models.CancelRequest.from_dict({**selection, "dry_run": False})
+        assert cancel_runs.sync(client=client, body=stop).count == 1
+        assert finished(slow.id).status == "cancelled"
+
+        purge = models.PurgeRequest.from_dict({**selection, "status": ["succeeded"]})
+        assert purge_runs.sync(client=client, body=purge).count == 1
+        purge = models.PurgeRequest.from_dict({**selection, "dry_run": False})
+        assert purge_runs.sync(client=client, body=purge).count == 2  # n2 and the cancelled
+        assert list_runs.sync(client=client, tag=["sdk"]).items == []

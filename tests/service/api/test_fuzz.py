@@ -1,4 +1,6 @@
-"""Schemathesis fuzzes every operation of the OpenAPI schema in-process with its default checks.
+"""Schemathesis fuzzes every operation of the OpenAPI schema in-process with every check it
+has (what ``st run --checks all`` runs): positive data acceptance and negative data rejection
+included.
 
 Random graph names and run ids would only ever reach the 404 paths, so positive cases also get
 real names (graphs without an input model, so any object is valid input) and real run ids.
@@ -14,12 +16,16 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
+from schemathesis.checks import CHECKS, is_check_class, load_all_checks
 
 from service.api.operations import cursor_for
 from service.app import create_app
 from tests.conftest import make_settings, wait_for_status
 
 EXAMPLES_PER_OPERATION = 25
+
+load_all_checks()
+ALL_CHECKS = [check for check in CHECKS.get_all() if not is_check_class(check)]
 
 # The list cursor is opaque ("format: cursor"): teach the fuzzer what a valid one looks like.
 schemathesis.openapi.format(
@@ -106,11 +112,18 @@ def _fuzz(schema: Any, names: list[str], run_ids: list[str], **call: Any) -> lis
             query = case.query or {}
             lists = {p.name for p in case.operation.query if _takes_list(p) and p.name in query}
             assume(not any(not isinstance(query[name], list) for name in lists))
-            case.call_and_validate(**call)
+            case.call_and_validate(checks=ALL_CHECKS, **call)
 
         fuzz_operation()
         labels.append(operation.label)
     return labels
+
+
+def test_every_check_of_schemathesis_runs() -> None:
+    names = {check.__name__ for check in ALL_CHECKS}
+    assert {"positive_data_acceptance", "negative_data_rejection", "not_a_server_error"} <= names
+    assert {"status_code_conformance", "response_schema_conformance"} <= names
+    assert len(ALL_CHECKS) == len(CHECKS.get_all())  # none left out as a class
 
 
 def test_fuzzing_every_operation_finds_no_failures(database_url: str) -> None:

@@ -94,6 +94,19 @@ def test_a_run_records_the_version_it_started_on(
     assert run.status == "succeeded" and run.graph_version == "alpha"
 
 
+def test_a_run_created_on_one_version_records_the_version_of_the_process_that_starts_it(
+    store: SqlRunStore, workflows: dict[str, RegisteredWorkflow]
+) -> None:
+    # A rolling deploy: the API that took the run had loaded alpha, the worker loaded beta.
+    alpha, beta = _manager(store, workflows, "alpha"), _manager(store, workflows, "beta")
+    rid = _create(alpha, "steady_chain", {"tag": "t", "delay": 0})
+    assert _run(store, rid).graph_version == "alpha"
+    beta.execute(rid)
+    run = _run(store, rid)
+    assert run.status == "succeeded", run.error  # its first start is no resume
+    assert run.graph_version == "beta"
+
+
 def test_an_interrupted_run_resumed_on_a_changed_graph_fails_naming_both_versions(
     store: SqlRunStore, workflows: dict[str, RegisteredWorkflow]
 ) -> None:
