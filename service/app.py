@@ -11,8 +11,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
-from service.api import security
+from service.api import methods, security
 from service.api.body_limit import BodyLimitMiddleware
 from service.api.capacity import StreamSlots
 from service.api.catalog import Catalog
@@ -126,6 +127,7 @@ def create_app(
     app.state.observers = [*observers, app.state.metrics.observer]
     app.state.stream_slots = StreamSlots(settings.max_streams)
     app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(HTTPException, methods.http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(DrainGuard)  # 503 to new runs while shutting down
