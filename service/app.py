@@ -129,6 +129,7 @@ def create_app(
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(HTTPException, methods.http_error)
     app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(methods.LiteralPathMethods)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(DrainGuard)  # 503 to new runs while shutting down
     security.install(app, settings)  # outside the body limit: unauthenticated bodies are not read

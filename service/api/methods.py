@@ -15,10 +15,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["allowed_methods", "http_error"]
+__all__ = ["LiteralPathMethods", "allowed_methods", "http_error"]
 
 _PARAMETER = re.compile(r"\\\{[^/]+?\\\}")  # a ``{name}`` segment, once escaped
 _METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -48,3 +49,35 @@ async def http_error(request: Request, exc: Exception) -> Response:
         if allowed:
             exc.headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
     return await http_exception_handler(request, exc)
+
+
+class LiteralPathMethods:
+    """Answer 405 before routing to a method that a literal path (one without parameters)
+    does not take: ``GET /runs/purge`` would otherwise reach ``GET /runs/{run_id}`` and be
+    refused as a malformed run id (422)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._literal: dict[str, list[str]] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            literal = self._literal_paths(scope["app"])
+            allowed = literal.get(scope["path"])
+            if allowed and scope["method"] not in allowed:
+                response = JSONResponse(
+                    {"detail": "Method Not Allowed"},
+                    status_code=405,
+                    headers={"Allow": ", ".join(allowed)},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _literal_paths(self, app: FastAPI) -> dict[str, list[str]]:
+        if self._literal is None:
+            paths: dict[str, Any] = app.openapi().get("paths", {})
+            self._literal = {
+                path: allowed_methods(paths, path) for path in paths if "{" not in path
+            }
+        return self._literal

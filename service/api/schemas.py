@@ -13,6 +13,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     field_validator,
 )
 
@@ -347,7 +348,7 @@ class RunSelection(BaseModel):
     created_before: Timestamp | None = Field(
         default=None, description="Runs created before this time (with its time zone)."
     )
-    dry_run: bool = Field(
+    dry_run: StrictBool = Field(
         default=True,
         description="Only count the matching runs (the default); false to act on them.",
     )

@@ -27,6 +27,8 @@ def test_a_purge_takes_the_finished_statuses_and_a_cancel_the_unfinished_ones() 
         {"tags": [""]},
         {"graph": "a\x00b"},
         {"dry_run": False, "everything": True},
+        {"dry_run": "false"},  # a boolean, not its text: no guessing what a purge means
+        {"dry_run": 0},
     ],
 )
 def test_a_purge_refuses_what_it_cannot_mean(body: dict[str, object]) -> None:

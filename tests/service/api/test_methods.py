@@ -26,6 +26,16 @@ def test_a_405_allows_every_method_of_its_path(path: str, allowed: str, client: 
     assert resp.json() == {"detail": "Method Not Allowed"}
 
 
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_a_literal_path_refuses_other_methods_before_a_parameter_route_takes_them(
+    method: str, client: Any
+) -> None:
+    # /runs/{run_id} takes GET and DELETE, but "purge" is a path of its own, not a run id.
+    for path in ("/runs/purge", "/runs/cancel"):
+        resp = client.request(method, path)
+        assert (resp.status_code, resp.headers["Allow"]) == (405, "POST"), resp.text
+
+
 def test_other_http_errors_keep_their_answer(client: Any) -> None:
     resp = client.get("/no/such/path")
     assert resp.status_code == 404 and resp.json() == {"detail": "Not Found"}
