@@ -81,7 +81,7 @@ def fork_run(
     if source is None:
         raise RunNotFoundError(source_id)
     wf = catalog.get(source.graph)
-    run_input = validate_input(wf, {**source.input, **body.input_patch})
+    run_input = validate_input(wf, {**source.input, **body.input_patch}, "input_patch")
     new_id = str(uuid.uuid4())
     owner = _owner(settings, runner)
     run = store.fork_run(source_id, body.from_node_run, run_input, new_id, owner, wf.version)

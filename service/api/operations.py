@@ -203,12 +203,22 @@ async def create_run(
     return Created(run=existing, created=False)
 
 
-def validate_input(wf: RegisteredWorkflow, run_input: dict[str, Any]) -> dict[str, Any]:
-    """The input as the graph's input model makes it; raises ``InvalidInputError``."""
+def validate_input(
+    wf: RegisteredWorkflow, run_input: dict[str, Any], field: str = "input"
+) -> dict[str, Any]:
+    """The input as the graph's input model makes it.
+
+    Raises:
+        InvalidInputError: pydantic's errors, each ``loc`` under ``["body", field]`` (the
+            request's field that held the input), as FastAPI's own 422s locate theirs.
+    """
     try:
         return wf.validate_input(run_input)
     except ValidationError as exc:
-        raise InvalidInputError(json.loads(exc.json(include_url=False))) from exc
+        errors = json.loads(exc.json(include_url=False))
+        for error in errors:
+            error["loc"] = ["body", field, *error.get("loc", [])]
+        raise InvalidInputError(errors) from exc
 
 
 def check_deadline(settings: Settings, timeout_seconds: float | None) -> None:

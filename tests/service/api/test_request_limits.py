@@ -83,7 +83,7 @@ def test_unknown_and_malformed_ids_are_404_and_422(client: Any) -> None:
 def test_input_failing_the_graph_schema_is_422_with_the_field(client: Any) -> None:
     resp = client.post("/graphs/three_step/runs", json={"input": {"x": -1}})
     assert resp.status_code == 422
-    assert resp.json()["detail"][0]["loc"] == ["x"]
+    assert resp.json()["detail"][0]["loc"] == ["body", "input", "x"]
 
 
 def test_stream_resumed_past_the_end_of_a_finished_run_ends_at_once(client: Any) -> None:

@@ -93,7 +93,7 @@ def test_body_must_be_an_object_with_an_object_input(client: Any) -> None:
 def test_input_failing_the_input_model_is_422_and_creates_no_run(client: Any) -> None:
     resp = _create(client, input={"x": -1})
     assert resp.status_code == 422
-    assert resp.json()["detail"][0]["loc"] == ["x"]
+    assert resp.json()["detail"][0]["loc"] == ["body", "input", "x"]
     assert client.get("/runs").json()["items"] == []
 
 
