@@ -54,13 +54,22 @@ def generated_client(tmp_path: Path, live_server: LiveServer) -> Iterator[Any]:
             del sys.modules[name]
 
 
+def _settled(client: Any, run_id: Any, timeout: float = 15) -> Any:
+    """The run, read through the generated client, once it is no longer queued or running."""
+    get_run = importlib.import_module("gf_client.api.runs.get_run")
+    deadline = time.monotonic() + timeout
+    while (run := get_run.sync(run_id=run_id, client=client)).status in ("queued", "running"):
+        assert time.monotonic() < deadline, run.status
+        time.sleep(0.05)
+    return run
+
+
 def test_generated_client_creates_polls_and_lists_runs(
     generated_client: Any, live_server: LiveServer
 ) -> None:
     from importlib import import_module
 
     create_run = import_module("gf_client.api.runs.create_run")
-    get_run = import_module("gf_client.api.runs.get_run")
     list_runs = import_module("gf_client.api.runs.list_runs")
     models = import_module("gf_client.models")
 
@@ -68,12 +77,7 @@ def test_generated_client_creates_polls_and_lists_runs(
         body = models.RunCreate(input_=models.RunCreateInput.from_dict({"x": 4}))
         created = create_run.sync_detailed(name="three_step", client=client, body=body)
         assert created.status_code == 202
-        run = created.parsed
-        deadline = time.monotonic() + 15
-        while run.status not in ("succeeded", "failed", "cancelled"):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-            run = get_run.sync(run_id=run.id, client=client)
+        run = _settled(client, created.parsed.id)
         assert run.status == "succeeded"
         assert run.output.to_dict()["x"] == 120
         assert [n.node for n in run.nodes] == ["a", "b", "c"]
@@ -99,7 +103,6 @@ def test_generated_client_resumes_retries_and_forks_runs(
             assert schema == {"$ref": "#/components/schemas/ErrorPublic"}, (path, code)
 
     create_run = import_module("gf_client.api.runs.create_run")
-    get_run = import_module("gf_client.api.runs.get_run")
     resume_run = import_module("gf_client.api.runs.resume_run")
     retry_run = import_module("gf_client.api.runs.retry_run")
     fork_run = import_module("gf_client.api.runs.fork_run")
@@ -108,20 +111,11 @@ def test_generated_client_resumes_retries_and_forks_runs(
         for name in ("sync", "sync_detailed", "asyncio", "asyncio_detailed"):
             assert callable(getattr(module, name)), (module.__name__, name)
 
-    def settled(run_id: Any) -> Any:
-        deadline = time.monotonic() + 15
-        while True:
-            run = get_run.sync(run_id=run_id, client=client)
-            if run.status in ("succeeded", "failed", "cancelled", "interrupted"):
-                return run
-            assert time.monotonic() < deadline, run.status
-            time.sleep(0.05)
-
     with generated_client.Client(base_url=live_server.url) as client:
         body = models.RunCreate(input_=models.RunCreateInput.from_dict({"topic": "tests"}))
         created = create_run.sync_detailed(name="approval", client=client, body=body)
         assert created.status_code == 202
-        run = settled(created.parsed.id)
+        run = _settled(client, created.parsed.id)
         assert run.status == "interrupted"
         [waiting] = run.interrupts
         assert (waiting.node, waiting.payload["revision"]) == ("review", 0)
@@ -131,7 +125,7 @@ def test_generated_client_resumes_retries_and_forks_runs(
         resumed = resume_run.sync_detailed(run_id=run.id, client=client, body=approve)
         assert resumed.status_code == 202, resumed.content
         assert isinstance(resumed.parsed, models.RunPublic) and resumed.parsed.id == run.id
-        done = settled(run.id)
+        done = _settled(client, run.id)
         assert done.status == "succeeded"
         assert done.output.to_dict()["outcome"] == "published"
 
@@ -151,7 +145,7 @@ def test_generated_client_resumes_retries_and_forks_runs(
             body=models.ForkRequest(from_node_run=review, input_patch=patch),
         )
         assert forked.status_code == 201, forked.content
-        fork = settled(forked.parsed.id)
+        fork = _settled(client, forked.parsed.id)
         assert fork.id != run.id and fork.status == "interrupted"  # review asks again
         assert fork.input_.to_dict()["topic"] == "forks"
         # The draft was reused from the source run, so it still speaks of the old topic.
@@ -181,20 +175,11 @@ def test_generated_client_tags_searches_deletes_purges_and_cancels_runs(
         assert created.status_code == 202, created.content
         return created.parsed
 
-    def finished(run_id: Any) -> Any:
-        deadline = time.monotonic() + 15
-        while (run := get_run.sync(run_id=run_id, client=client)).status == "running" or (
-            run.status == "queued"
-        ):
-            assert time.monotonic() < deadline, run.status
-            time.sleep(0.05)
-        return run
-
     with generated_client.Client(base_url=live_server.url) as client:
         done = [create("three_step", {"x": i}, ["sdk", f"n{i}"], customer=f"c{i}") for i in (1, 2)]
         slow = create("slow_chain", {"delay": 2}, ["sdk", "slow"], customer="c9")  # 16 s
         for run in done:
-            assert finished(run.id).status == "succeeded"
+            assert _settled(client, run.id).status == "succeeded"
         view = get_run.sync(run_id=done[0].id, client=client)
         assert view.tags == ["sdk", "n1"]
         assert view.metadata.to_dict() == {"customer": "c1"}
@@ -222,7 +207,7 @@ def test_generated_client_tags_searches_deletes_purges_and_cancels_runs(
         assert get_run.sync(run_id=slow.id, client=client).status == "running"
         stop = models.CancelRequest.from_dict({**selection, "dry_run": False})
         assert cancel_runs.sync(client=client, body=stop).count == 1
-        assert finished(slow.id).status == "cancelled"
+        assert _settled(client, slow.id).status == "cancelled"
 
         purge = models.PurgeRequest.from_dict({**selection, "status": ["succeeded"]})
         assert purge_runs.sync(client=client, body=purge).count == 1
