@@ -20,8 +20,6 @@ its workflow was registered with ``on_version_change="resume"``.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import logging
 import os
 import queue
@@ -29,61 +27,28 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any
 
-from graphflow_core import (
-    Interrupt,
-    NodeEvent,
-    NodeRecord,
-    NodeRunLimitError,
-    RunCancelledError,
-    RunInterrupted,
-)
 from service.errors import DatabaseUnavailableError
 from service.runtime.claims import QueuedRunClaimer
-from service.runtime.journal import JournalWriter, RunJournal
+from service.runtime.execution import Execution, RunExecutor, interrupt_view
+from service.runtime.guards import refusal, start_timer
+from service.runtime.journal import JournalWriter
 from service.runtime.leases import LeaseKeeper
-from service.runtime.node_events import node_event_write
 from service.runtime.observers import Observers, RunObserver
+from service.runtime.peers import PeerNotices
 from service.runtime.registry import RegisteredWorkflow
-from service.runtime.results import View, WaitedRuns, keep_row
+from service.runtime.results import View, WaitedRuns
 from service.settings import Role, Settings
-from service.storage import notices
 from service.storage.base import RunStore
 from service.storage.engine import is_sqlite
-from service.storage.notices import Listener
-from service.storage.records import (
-    LeaseRenewal,
-    RunClaim,
-    RunError,
-    RunStatus,
-    encode_json,
-    storage_failure,
-)
-from service.storage.tables import Run, node_run_values, utcnow
+from service.storage.records import LeaseRenewal, RunClaim, RunError, RunStatus
+from service.storage.tables import Run
 
-__all__ = ["RunManager"]
+# ``interrupt_view`` moved to ``execution``; importers of it from here keep working.
+__all__ = ["RunManager", "interrupt_view"]
 
 log = logging.getLogger("graphflow.service.runner")
-
-
-@dataclass
-class _Execution:
-    """What this process knows about a run it is executing, and why it may have to stop."""
-
-    cancel: threading.Event = field(default_factory=threading.Event)
-    by_user: bool = False  # a client cancelled it: it ends ``cancelled``
-    timed_out: bool = False  # it hit GRAPHFLOW_MAX_RUN_SECONDS: it ends ``failed``
-    deadline_passed: bool = False  # it passed its own deadline: it ends ``timed_out``
-    # Another process resumes it (our lease was lost, or released at shutdown): we neither
-    # write its events nor finish it.
-    disowned: bool = False
-    # Its events could not be stored: it ends ``failed`` with this error.
-    storage_error: BaseException | None = None
-    # The run as claimed, and its node-run rows when a client waits for it here.
-    run: Run | None = None
-    rows: dict[str, dict[str, Any]] | None = None
 
 
 class RunManager:
@@ -117,7 +82,7 @@ class RunManager:
         )
         self.owner_id = settings.owner_id
         self._queue: queue.Queue[str | None] = queue.Queue()
-        self._executions: dict[str, _Execution] = {}
+        self._executions: dict[str, Execution] = {}
         self._user_cancelled: set[str] = set()  # cancelled before its execution began here
         # Runs we stopped when our leases expired: ours still, and renewed by our heartbeat
         # once the database is back, so nobody would resume them. ``recover`` lets them go.
@@ -125,6 +90,16 @@ class RunManager:
         self._waited = WaitedRuns()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._executor = RunExecutor(
+            store,
+            self.journal,
+            settings,
+            self.observe,
+            self._waited,
+            stopping=self._stopping,
+            notify=notify,
+            wake_webhooks=self._wake_webhooks,
+        )
         self._hurry = threading.Event()
         self._stop_lock = threading.Lock()
         self._stopped = False
@@ -145,7 +120,13 @@ class RunManager:
                 hand_over=self._hand_over,
             )
         self._claimed: dict[str, Run] = {}
-        self._listener: Listener | None = None
+        self._notices = PeerNotices(
+            settings,
+            claimer=self._claimer,
+            wake_streams=self._wake_streams,
+            notify=notify,
+            cancel_if_requested=self._cancel_if_requested,
+        )
         self._leases = LeaseKeeper(
             store,
             self.owner_id,
@@ -172,14 +153,7 @@ class RunManager:
         orphaned by dead processes. With ``graphflow api``, only the journal writer (and the
         notices of other processes) start."""
         self.journal.start()
-        if not is_sqlite(self.settings.database_url):
-            self._listener = Listener(
-                self.settings.database_url,
-                self._on_notice,
-                on_reconnect=self._on_reconnect,
-                channels=_CHANNELS[self.settings.role],
-            )
-            self._listener.start()
+        self._notices.start()
         if not self.executes:
             return
         for i in range(self.settings.max_concurrent_runs):
@@ -206,8 +180,7 @@ class RunManager:
             self._stopped = True
             if self._claimer is not None:
                 self._claimer.stop()
-            if self._listener is not None:
-                self._listener.stop()
+            self._notices.stop()
             for _ in self._workers:
                 self._queue.put(None)
             with self._lock:
@@ -342,25 +315,6 @@ class RunManager:
         self.notify(run.id)
         self.submit(run.id)
 
-    def _on_reconnect(self) -> None:
-        """Notices sent while the LISTEN connection was down are lost: look now."""
-        if self._claimer is not None:
-            self._claimer.queued()
-
-    def _on_notice(self, channel: str, payload: str) -> None:
-        """A notice from another process (``service.storage.notices``): a hint to look."""
-        if channel == notices.QUEUED:
-            if self._claimer is not None:
-                self._claimer.queued()
-        elif channel == notices.CANCEL:
-            self._cancel_if_requested(payload)
-        elif channel == notices.CHANGED:
-            origin, changed, ended = notices.parse_changed(payload)
-            if origin != self.owner_id:  # our own changes woke our streams already
-                self._wake_streams(changed, (), {})
-                for run_id in ended:
-                    self.notify(run_id)  # streams and waiters read its end from the store
-
     def _cancel_if_requested(self, run_id: str) -> None:
         with self._lock:
             ex = self._executions.get(run_id)
@@ -439,7 +393,7 @@ class RunManager:
     def execute(self, run_id: str) -> None:
         """Run ``run_id`` to its end (or until we stop or lose it) in the calling thread."""
         self.journal.start()
-        ex = _Execution()
+        ex = Execution()
         with self._lock:
             if run_id in self._executions:
                 return  # queued twice (a takeover raced a submit): one execution is enough
@@ -468,11 +422,11 @@ class RunManager:
             wf = self.workflows.get(run.graph)
             if wf is None:
                 error = RunError("GraphNotFound", f"graph {run.graph!r} is not loaded")
-                self._finish(run_id, RunStatus.FAILED, error=error, graph=run.graph)
+                self._executor.finish(run_id, RunStatus.FAILED, error=error, graph=run.graph)
                 return
-            refused = self._refusal(run, wf)
+            refused = refusal(run, wf)
             if refused is not None:
-                self._finish(run_id, refused[0], error=refused[1], graph=run.graph)
+                self._executor.finish(run_id, refused[0], error=refused[1], graph=run.graph)
                 return
             if run.last_seq <= 1 and run.graph_version != wf.version:
                 # Created by a process that loaded another version (a rolling deploy): the
@@ -485,246 +439,14 @@ class RunManager:
                     ex.cancel.set()
                 if self._stopping.is_set():
                     ex.cancel.set()
-            timer = self._start_timer(run, ex)
-            self._invoke(run, wf, ex)
+            timer = start_timer(run, self.settings.max_run_seconds, ex.expire)
+            self._executor.invoke(run, wf, ex)
         finally:
             if timer is not None:
                 timer.cancel()
             with self._lock:
                 self._executions.pop(run_id, None)
                 self._user_cancelled.discard(run_id)
-
-    def _refusal(self, run: Run, wf: RegisteredWorkflow) -> tuple[RunStatus, RunError] | None:
-        """How a claimed run ends before it runs (again), or None when it may run: its
-        deadline passed (say, while it waited for a person), or it would resume on another
-        version of its graph than the one it started on."""
-        if run.deadline_at is not None and run.timeout_seconds is not None:
-            if run.deadline_at <= utcnow():
-                error = RunError.deadline_passed(run.timeout_seconds, run.deadline_at)
-                return RunStatus.TIMED_OUT, error
-        started_on = run.graph_version
-        # A run whose only event is this claim's run_started resumes nothing. Runs stored
-        # before versions were recorded (no version) resume as they always did.
-        if run.last_seq > 1 and started_on is not None and started_on != wf.version:
-            if wf.on_version_change == "fail":
-                error = RunError.version_changed(run.graph, started_on, wf.version)
-                return RunStatus.FAILED, error
-            log.warning(
-                "run %s started on version %s of graph %r and resumes on version %s "
-                "(on_version_change='resume')",
-                run.id,
-                started_on,
-                run.graph,
-                wf.version,
-                extra={"run_id": run.id},
-            )
-        return None
-
-    def _start_timer(self, run: Run, ex: _Execution) -> threading.Timer | None:
-        """Arm the earlier of the run's deadline (``timeout_seconds`` from its first start)
-        and GRAPHFLOW_MAX_RUN_SECONDS (from this start: a resume or retry counts anew)."""
-        now = utcnow()
-        limits: list[tuple[float, bool]] = []  # (seconds left, whether it is the deadline)
-        cap = self.settings.max_run_seconds
-        if cap is not None:
-            started = run.started_at or now
-            limits.append((cap - (now - started).total_seconds(), False))
-        if run.deadline_at is not None:
-            limits.append(((run.deadline_at - now).total_seconds(), True))
-        if not limits:
-            return None
-        remaining, is_deadline = min(limits)
-
-        def expire() -> None:
-            if is_deadline:
-                ex.deadline_passed = True
-            else:
-                ex.timed_out = True
-            ex.cancel.set()
-
-        timer = threading.Timer(max(0.0, remaining), expire)
-        timer.daemon = True
-        timer.start()
-        return timer
-
-    def _invoke(self, run: Run, wf: RegisteredWorkflow, ex: _Execution) -> None:
-        run_id = run.id
-        # A run whose only event is the run_started of this claim has no node runs to replay.
-        records = self.store.journal(run_id) if run.last_seq > 1 else []
-        journal = [NodeRecord.from_dict(d) for d in records]
-        # A node run that failed (before a retry) or was interrupted (before a resume) runs
-        # again: its attempts count on from the ones recorded.
-        earlier = self.store.prior_attempts(run_id) if run.last_seq > 1 else {}
-
-        def lost() -> None:
-            log.warning(
-                "run %s was taken over by another process; stopping it",
-                run_id,
-                extra={"run_id": run_id},
-            )
-            ex.disowned = True
-            ex.cancel.set()
-
-        def failed(exc: BaseException) -> None:
-            ex.storage_error = exc
-            ex.cancel.set()
-
-        head = RunJournal(
-            run_id, self.owner_id, run.started_at, run.last_seq + 1, on_lost=lost, on_failed=failed
-        )
-        rows = self._waited.rows_for(run_id)
-        ex.run, ex.rows = run, rows
-
-        graph = run.graph
-        observe = self.observe
-        if observe:
-            started = run.started_at or utcnow()
-            observe.run_started(run_id, graph, run.created_at, started, run.last_seq > 1)
-
-        def on_event(ev: NodeEvent) -> None:
-            if ex.disowned:  # the run is another process's: its events are not ours
-                return
-            if earlier and ev.run_id in earlier:
-                ev = dataclasses.replace(ev, attempt=earlier[ev.run_id] + ev.attempt)
-            if observe:
-                observe.node_event(run_id, graph, ev)
-            write = node_event_write(ev)
-            seq = self.journal.append(head, write)
-            if rows is not None:
-                keep_row(rows, node_run_values(run_id, seq, write))
-
-        try:
-            output = wf.graph.invoke(
-                dict(run.input),
-                on_event=on_event,
-                journal=journal,
-                cancel=ex.cancel,
-                max_concurrent=run.max_concurrent,
-                max_node_runs=self.settings.max_node_runs,
-                resume=run.resume_values,
-            )
-        except RunInterrupted as paused:
-            if ex.disowned:
-                return
-            if ex.storage_error is not None:
-                self._fail_unstored(head, ex.storage_error)
-                return
-            if ex.deadline_passed:  # it would wait for a person past its deadline
-                self._end(head, RunStatus.TIMED_OUT, error=_deadline_error(run), ex=ex)
-                return
-            interrupts = [interrupt_view(i) for i in paused.interrupts]
-            self._end(head, RunStatus.INTERRUPTED, interrupts=interrupts, ex=ex)
-        except RunCancelledError:
-            if ex.disowned:
-                return
-            if ex.storage_error is not None:
-                self._fail_unstored(head, ex.storage_error)
-            elif ex.deadline_passed:
-                self._end(head, RunStatus.TIMED_OUT, error=_deadline_error(run), ex=ex)
-            elif ex.timed_out:
-                assert self.settings.max_run_seconds is not None
-                error = RunError.run_timeout(self.settings.max_run_seconds)
-                self._end(head, RunStatus.FAILED, error=error, ex=ex)
-            elif ex.by_user or not self._stopping.is_set():
-                self._end(head, RunStatus.CANCELLED, ex=ex)
-            # else: interrupted by shutdown; the next process resumes it
-        except Exception as exc:
-            if not ex.disowned:
-                if ex.storage_error is not None:
-                    self._fail_unstored(head, ex.storage_error)
-                    return
-                error = RunError.from_exception(exc)
-                if isinstance(exc, NodeRunLimitError):
-                    cap = f" (the service's cap: GRAPHFLOW_MAX_NODE_RUNS={exc.limit})"
-                    error = dataclasses.replace(error, message=error.message + cap)
-                self._end(head, RunStatus.FAILED, error=error, ex=ex)
-        else:
-            if ex.disowned:
-                return
-            try:
-                encode_json(output, "run output")
-            except TypeError as exc:
-                self._end(head, RunStatus.FAILED, error=RunError.from_exception(exc), ex=ex)
-            else:
-                self._end(head, RunStatus.SUCCEEDED, output=output, ex=ex)
-
-    def _end(
-        self,
-        head: RunJournal,
-        status: RunStatus,
-        *,
-        output: dict[str, Any] | None = None,
-        error: RunError | None = None,
-        interrupts: list[dict[str, Any]] | None = None,
-        ex: _Execution,
-    ) -> None:
-        """End (or pause) the run through the journal, after its events; wait until it is
-        stored.
-
-        An end the database refuses (say, an output it cannot hold) fails the run instead.
-        """
-        if head.failed is not None:
-            self._fail_unstored(head, head.failed)
-            return
-        if ex.run is not None and ex.rows is not None:
-            head.on_stored = functools.partial(
-                self._keep_result, head, ex, status, output, error, interrupts
-            )
-        try:
-            webhook = ex.run is not None and ex.run.webhook_url is not None
-            ending = self.journal.end(
-                head, status, output=output, error=error, interrupts=interrupts, webhook=webhook
-            )
-            stored = ending.result()
-        except Exception as exc:
-            self._fail_unstored(head, exc)
-        else:
-            if stored:
-                self._wake_webhooks()
-                self.observe.run_finished(head.run_id, ex.run.graph if ex.run else None, status)
-
-    def _keep_result(
-        self,
-        head: RunJournal,
-        ex: _Execution,
-        status: RunStatus,
-        output: dict[str, Any] | None,
-        error: RunError | None,
-        interrupts: list[dict[str, Any]] | None,
-    ) -> None:
-        """Keep the view of a watched run as its end was stored (on the journal's thread,
-        before the wake-up that sends its waiter to ``take_result``)."""
-        assert ex.run is not None and ex.rows is not None
-        self._waited.keep(ex.run, ex.rows, status, output, error, interrupts, head.finished_at)
-
-    def _fail_unstored(self, head: RunJournal, exc: BaseException) -> None:
-        """Fail a run whose events or end could not be stored (the log keeps the detail)."""
-        if storage_failure(exc) is not None:
-            log.error(
-                "run %s: storing its progress failed",
-                head.run_id,
-                exc_info=exc,
-                extra={"run_id": head.run_id},
-            )
-        error = RunError.from_exception(exc, node=head.failed_node)
-        self._finish(head.run_id, RunStatus.FAILED, error=error)
-
-    def _finish(
-        self,
-        run_id: str,
-        status: RunStatus,
-        *,
-        output: dict[str, Any] | None = None,
-        error: RunError | None = None,
-        graph: str | None = None,
-    ) -> None:
-        seq = self.store.finish_run(
-            run_id, status, output=output, error=error, owner_id=self.owner_id
-        )
-        self.notify(run_id)
-        if seq is not None:
-            self._wake_webhooks()
-            self.observe.run_finished(run_id, graph, status)
 
 
 # How soon a run whose claim met a database outage is claimed again.
@@ -735,23 +457,6 @@ def _nothing() -> None:
     pass
 
 
-def _deadline_error(run: Run) -> RunError:
-    """The error of a run its owner stopped at its deadline (which its timer was armed for)."""
-    assert run.timeout_seconds is not None and run.deadline_at is not None
-    return RunError.deadline_passed(run.timeout_seconds, run.deadline_at)
-
-
-def interrupt_view(interrupt: Interrupt) -> dict[str, Any]:
-    """What an interrupted run waits for, as stored and shown: ``{id, node_run_id, node,
-    payload}``."""
-    return {
-        "id": interrupt.id,
-        "node_run_id": interrupt.node_run_id,
-        "node": interrupt.node,
-        "payload": interrupt.payload,
-    }
-
-
 def _one_by_one(
     notify: Callable[[str], None],
 ) -> Callable[[Iterable[str], Iterable[str], Mapping[str, list[Any]]], None]:
@@ -760,11 +465,3 @@ def _one_by_one(
             notify(run_id)
 
     return notify_many
-
-
-# The notices each role acts on: a worker has no streams, an api process executes nothing.
-_CHANNELS = {
-    Role.ALL: notices.CHANNELS,
-    Role.API: (notices.CHANGED,),
-    Role.WORKER: (notices.QUEUED, notices.CANCEL),
-}

@@ -17,26 +17,23 @@ from sqlalchemy import ColumnElement, Connection, Engine, Select, Table, text, t
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.errors import LeaseLostError
-from service.storage import continuations, notices
+from service.storage import claims, continuations, journal_batch, leases, notices, run_events
 from service.storage import queries as q
 from service.storage.bulk import BulkInsert
 from service.storage.continuations import Owner
 from service.storage.engine import advisory_turn, is_sqlite, make_engine
-from service.storage.filters import RunFilter, search_rows
+from service.storage.filters import RunFilter
 from service.storage.outbox import WebhookOutbox, enqueue_deliveries
 from service.storage.records import (
     ACTIVE,
-    TERMINAL,
-    EventData,
     JournalBatch,
     JournalResult,
     LeaseRenewal,
     NodeEventWrite,
-    RunClaim,
     RunError,
     RunStatus,
 )
+from service.storage.search import driving_search, insert_search_rows
 from service.storage.tables import (
     EVENT_COLUMNS,
     NODE_COLUMNS,
@@ -48,9 +45,6 @@ from service.storage.tables import (
     node_run_values,
     utcnow,
 )
-
-# The session advisory lock of the recovery sweep ("gfrecov"): one process sweeps at a time.
-_RECOVERY_LOCK = 0x6766_7265_636F_76
 
 
 class SqlRunStore:
@@ -123,34 +117,8 @@ class SqlRunStore:
     def _announce(
         self, conn: Connection, changed: Iterable[str], ended: Iterable[str] = ()
     ) -> None:
-        """Tell the other processes (on commit) that these runs changed or ended."""
-        if self._origin is not None:
-            for payload in notices.changed_payloads(self._origin, changed, ended):
-                notices.send(conn, notices.CHANGED, payload)
-
-    @staticmethod
-    def _add_event(
-        conn: Connection | Session,
-        run_id: str,
-        type_: str,
-        data: EventData,
-        owner_id: str | None = None,
-    ) -> int:
-        """Append the run's next stream event (its seq is bumped in the same transaction).
-
-        Raises:
-            LeaseLostError: ``owner_id`` is given and no longer owns the run.
-        """
-        if owner_id is None:
-            seq = conn.execute(q.BUMP_SEQ, {"run_id": run_id}).scalar_one()
-        else:
-            seq = conn.execute(
-                q.BUMP_SEQ_AS_OWNER, {"run_id": run_id, "expected_owner": owner_id}
-            ).scalar_one_or_none()
-            if seq is None:
-                raise LeaseLostError(run_id)
-        conn.execute(q.INSERT_EVENT, _event_row(run_id, seq, type_, data, utcnow()))
-        return int(seq)
+        """``run_events.announce`` as this store's process."""
+        run_events.announce(conn, self._origin, changed, ended)
 
     # -- runs -----------------------------------------------------------------------------
     def create_run(
@@ -186,7 +154,7 @@ class SqlRunStore:
         try:
             with self.transaction() as conn:
                 conn.execute(q.INSERT_RUN, values)
-                _insert_search_rows(conn, [values])
+                insert_search_rows(conn, [values])
         except IntegrityError:
             if idempotency_key is None:
                 raise
@@ -232,8 +200,8 @@ class SqlRunStore:
         before: tuple[datetime, str] | None = None,
     ) -> Select[Run]:
         """The statement ``list_runs`` runs (for ``EXPLAIN``); on SQLite, it reads through
-        ``session`` which tag or metadata value to list from (``_driving_search``)."""
-        driving = _driving_search(session, where) if self.sqlite else None
+        ``session`` which tag or metadata value to list from (``search.driving_search``)."""
+        driving = driving_search(session, where) if self.sqlite else None
         return q.list_runs(where, limit=limit, before=before, driving=driving)
 
     # -- execution ------------------------------------------------------------------------
@@ -247,7 +215,7 @@ class SqlRunStore:
         lease = now + timedelta(seconds=lease_seconds)
         with self.transaction() as conn:
             # The common case, a queued run, in two statements and no read.
-            for started, event in _claim_queued(conn, [run_id], owner_id, lease_seconds, now):
+            for started, event in claims.claim_queued(conn, [run_id], owner_id, lease_seconds, now):
                 conn.execute(q.INSERT_EVENT, event)
                 return started
         with self._write() as session:  # not queued: perhaps ours to resume
@@ -279,104 +247,23 @@ class SqlRunStore:
             LeaseLostError: ``owner_id`` is given and another process owns the run now.
         """
         with self.transaction() as conn:
-            seq = self._add_event(conn, run_id, write.type, write.data, owner_id)
+            seq = run_events.add_event(conn, run_id, write.type, write.data, owner_id)
             conn.execute(self._upsert_node, node_run_values(run_id, seq, write))
             return seq
 
     def write_journal(self, batch: JournalBatch) -> JournalResult:
-        """Store a batch in one transaction: new runs, claims, then run events and ends.
-
-        A handful of statements whatever the batch's size. Each run with events is fenced
-        once: the rows its owner still holds are selected and locked, and a run another
-        process owns now has none of its operations stored and is reported lost.
-        """
+        """``journal_batch.write`` in a transaction of its own."""
         now = utcnow()
-        events: list[dict[str, Any]] = []
         with self.transaction() as conn:
-            creates, refused = list(batch.creates), set()
-            if creates and batch.max_active_runs is not None:
-                # Counted in the write transaction, once for the batch: on SQLite no other
-                # writer can start a run in between; on Postgres concurrent batches of other
-                # processes may each see the same count (a soft cap across processes).
-                active = int(conn.scalar(q.COUNT_ACTIVE_RUNS) or 0)
-                room = max(0, batch.max_active_runs - active)
-                creates, refused = creates[:room], {v["id"] for v in creates[room:]}
-            created = (
-                {row.id for row in conn.execute(self._insert_run, creates)} if creates else set()
+            return journal_batch.write(
+                conn,
+                batch,
+                now,
+                insert_run=self._insert_run,
+                bulk_events=self._bulk_events,
+                bulk_nodes=self._bulk_nodes,
+                origin=self._origin,
             )
-            if created:
-                _insert_search_rows(conn, (v for v in creates if v["id"] in created))
-            claimed: dict[str, Run] = {}
-            for (owner_id, lease_seconds), run_ids in _group_claims(batch.claims).items():
-                for run, event in _claim_queued(conn, run_ids, owner_id, lease_seconds, now):
-                    claimed[run.id] = run
-                    events.append(event)
-            owners: dict[str, list[str]] = {}
-            for run_id, (owner_id, _) in batch.heads.items():
-                owners.setdefault(owner_id, []).append(run_id)
-            held: set[str] = set()
-            for owner_id, run_ids in owners.items():
-                params = {"run_ids": run_ids, "owner_id": owner_id}
-                held.update(conn.scalars(q.OWNED_ACTIVE, params))
-            lost = set(batch.heads) - held
-            advances = []
-            ends = []
-            settled: list[tuple[str, str, int]] = []  # (run id, event type, seq): webhooks
-            for run_id in held:
-                seq = batch.heads[run_id][1]
-                ending = batch.ends.get(run_id)
-                if ending is None:
-                    advances.append({"run_id": run_id, "seq": seq})
-                    continue
-                end_seq, end = ending
-                error = None if end.error is None else end.error.to_dict()
-                ends.append(
-                    {
-                        "run_id": run_id,
-                        "seq": seq,
-                        "status": end.status,
-                        "output": end.output,
-                        "error": error,
-                        # An interrupted run has not finished: it waits for a person.
-                        "finished_at": now if end.status in TERMINAL else None,
-                        "interrupts": end.interrupts,
-                    }
-                )
-                data = _terminal_data(
-                    end.status, now, end.started_at, end.output, error, end.interrupts
-                )
-                type_ = f"run_{end.status}"
-                events.append(_event_row(run_id, end_seq, type_, data, now))
-                if end.webhook:
-                    settled.append((run_id, type_, end_seq))
-            if advances:
-                conn.execute(q.SET_LAST_SEQ, advances)
-            if ends:
-                conn.execute(q.END_RUN, ends)
-            enqueue_deliveries(conn, settled, now)
-            stored = [(run_id, seq, w) for run_id, seq, w in batch.events if run_id in held]
-            events.extend(_event_row(r, seq, w.type, w.data, now) for r, seq, w in stored)
-            self._bulk_events.execute(conn, events)
-            self._bulk_nodes.execute(conn, (node_run_values(r, seq, w) for r, seq, w in stored))
-            if self._origin is not None:
-                ended_ids = {str(end["run_id"]) for end in ends}
-                changed_ids = (held | set(claimed)) - ended_ids
-                self._announce(conn, changed_ids, ended_ids)
-                if any(v["owner_id"] is None for v in creates if v["id"] in created):
-                    notices.send(conn, notices.QUEUED)
-        stored_events: dict[str, list[tuple[int, str, EventData]]] = {}
-        for row in sorted(events, key=lambda row: row["seq"]):
-            stored_events.setdefault(row["run_id"], []).append(
-                (row["seq"], row["type"], row["data"])
-            )
-        return JournalResult(
-            lost=lost,
-            created=created,
-            claimed=claimed,
-            at=now,
-            events=stored_events,
-            refused=refused,
-        )
 
     def finish_run(
         self,
@@ -466,9 +353,9 @@ class SqlRunStore:
         ).first()
         if started_at is None:
             return None
-        data = _terminal_data(status, now, started_at[0], output, error_json)
+        data = run_events.terminal_data(status, now, started_at[0], output, error_json)
         type_ = f"run_{status}"
-        seq = self._add_event(conn, run_id, type_, data)
+        seq = run_events.add_event(conn, run_id, type_, data)
         enqueue_deliveries(conn, [(run_id, type_, seq)], now)
         self._announce(conn, (), (run_id,))
         return seq
@@ -529,18 +416,10 @@ class SqlRunStore:
                 notices.send(conn, notices.CANCEL, run_id)
 
     def claim_next(self, owner_id: str, lease_seconds: float, limit: int) -> list[Run]:
-        """Start up to ``limit`` queued runs that no live process holds, oldest first, each
-        with its ``run_started`` event.
-
-        On Postgres the rows are picked with ``FOR UPDATE SKIP LOCKED``: workers claiming at
-        the same time take different runs and never wait for each other.
-        """
+        """``claims.claim_next`` in a transaction of its own, with the runs' events."""
         now = utcnow()
         with self.transaction() as conn:
-            run_ids = list(conn.scalars(q.NEXT_QUEUED, {"now": now, "limit": limit}))
-            if not run_ids:
-                return []
-            started = _claim_queued(conn, run_ids, owner_id, lease_seconds, now)
+            started = claims.claim_next(conn, owner_id, lease_seconds, limit, now)
             self._bulk_events.execute(conn, [event for _, event in started])
             self._announce(conn, [run.id for run, _ in started])
             return [run for run, _ in started]
@@ -548,112 +427,41 @@ class SqlRunStore:
     def recovery_turn(self) -> contextlib.AbstractContextManager[bool]:
         """Whether this process may sweep for expired leases now: on Postgres, one process at
         a time (a session advisory lock held for the block); always on SQLite."""
-        return advisory_turn(self.write_engine, _RECOVERY_LOCK)
+        return advisory_turn(self.write_engine, leases.RECOVERY_LOCK)
 
-    # -- leases and recovery --------------------------------------------------------------
+    # -- leases and recovery (``service.storage.leases``) -----------------------------------
     def heartbeat(self, owner_id: str, lease_seconds: float) -> LeaseRenewal:
-        """Extend the leases of our active runs; say which we still own and which to cancel.
-
-        A run missing from ``owned`` was taken over by another process (our lease had expired):
-        we must stop executing it.
-        """
-        lease = utcnow() + timedelta(seconds=lease_seconds)
+        """``leases.heartbeat`` in a transaction of its own."""
+        now = utcnow()
         with self._write() as session:
-            rows = session.execute(
-                update(Run)
-                .where(Run.owner_id == owner_id, Run.status.in_(ACTIVE))
-                .values(lease_expires_at=lease)
-                .returning(Run.id, Run.cancel_requested)
-            ).all()
-        return LeaseRenewal(
-            owned=frozenset(rid for rid, _ in rows),
-            cancel_requested=frozenset(rid for rid, cancel in rows if cancel),
-        )
+            return leases.heartbeat(session, owner_id, lease_seconds, now)
 
     def renew_leases(self, owner_id: str, lease_seconds: float) -> list[str]:
         """Extend our active leases; return our active runs whose cancel was requested."""
         return sorted(self.heartbeat(owner_id, lease_seconds).cancel_requested)
 
     def release_leases(self, owner_id: str, run_ids: Sequence[str] | None = None) -> None:
-        """Expire the leases of our active runs (of ``run_ids`` only, when given), so that
-        the next recovery, here or in another process, resumes them at once."""
-        stmt = update(Run).where(Run.owner_id == owner_id, Run.status.in_(ACTIVE))
-        if run_ids is not None:
-            stmt = stmt.where(Run.id.in_(run_ids))
+        """``leases.release`` in a transaction of its own."""
         with self._write() as session:
-            session.execute(stmt.values(lease_expires_at=utcnow()))
+            leases.release(session, owner_id, run_ids, utcnow())
 
     def expired_runs(self, exclude_owner: str | None = None) -> list[str]:
-        """Active runs whose owner stopped renewing its lease, oldest first.
-
-        ``exclude_owner`` leaves out one owner's runs: a live process whose own heartbeat ran
-        late must not take over (and so run twice) what it is executing itself.
-        """
+        """``leases.expired`` as of now."""
         with self._read() as session:
-            return list(session.scalars(q.expired_runs(utcnow(), exclude_owner)))
+            return leases.expired(session, exclude_owner, utcnow())
 
     def take_over(
         self, run_id: str, owner_id: str, lease_seconds: float, max_attempts: int
     ) -> Run | None:
-        """Claim an active run whose lease expired; None if it is not ours to resume.
-
-        Taking over a ``running`` run is a recovery: it is recorded as a ``run_resumed`` event
-        naming the node runs that were in flight. ``recovery_attempts`` counts recoveries in a
-        row without progress (no node run completed since the previous recovery), so a run
-        whose process keeps dying on the same node is failed after ``max_attempts`` of them,
-        while a run that merely shared a process with it keeps going. The row is locked
-        (``FOR UPDATE`` on Postgres, ``BEGIN IMMEDIATE`` on SQLite): two processes never both
-        take over one run.
-        """
+        """``leases.take_over`` in a transaction of its own; a run out of recovery attempts
+        is failed in a second one (and None returned)."""
         now = utcnow()
         with self._write() as session:
-            run = session.get(Run, run_id, with_for_update=True)
-            if run is None or run.status not in ACTIVE:
-                return None
-            if run.lease_expires_at is not None and run.lease_expires_at >= now:
-                return None
-            run.owner_id = owner_id
-            run.lease_expires_at = now + timedelta(seconds=lease_seconds)
-            if run.status != RunStatus.RUNNING:
-                return run  # a queued run never started: nothing was interrupted
-            in_flight = self._in_flight(session, run_id)
-            run.recovery_attempts = (
-                1 if self._progressed_since_resume(session, run_id) else run.recovery_attempts + 1
-            )
-            attempts = run.recovery_attempts
-            session.flush()
-            if attempts <= max_attempts:
-                self._add_event(
-                    session,
-                    run_id,
-                    "run_resumed",
-                    {
-                        "recovery_attempt": attempts,
-                        "interrupted": [{"node": n, "node_run_id": a} for a, n in in_flight],
-                        "resumed_at": now.isoformat(),
-                    },
-                )
-                return run
-        self.finish_run(
-            run_id,
-            RunStatus.FAILED,
-            output=None,
-            error=RunError.recovery_limit(in_flight, attempts, max_attempts),
-        )
+            taken = leases.take_over(session, run_id, owner_id, lease_seconds, max_attempts, now)
+        if not isinstance(taken, RunError):
+            return taken
+        self.finish_run(run_id, RunStatus.FAILED, output=None, error=taken)
         return None
-
-    @staticmethod
-    def _in_flight(session: Session, run_id: str) -> list[tuple[str, str]]:
-        """(node run id, node) of the node runs started but not ended, in start order."""
-        return [(a, n) for a, n in session.execute(q.in_flight(run_id))]
-
-    @staticmethod
-    def _progressed_since_resume(session: Session, run_id: str) -> bool:
-        """True when a node run completed after the latest ``run_resumed`` event."""
-        last_resume = session.scalar(q.last_resume_seq(run_id))
-        if last_resume is None:
-            return False  # first recovery: counts as one attempt
-        return session.scalar(q.progressed_since(run_id, last_resume)) is not None
 
     def journal(self, run_id: str) -> list[dict[str, Any]]:
         """Completed node runs as ``NodeRecord.to_dict()`` dicts, in completion order."""
@@ -673,101 +481,8 @@ class SqlRunStore:
             return list(session.scalars(q.events_after(run_id, after, limit)))
 
 
-# On SQLite, a tag or metadata value with fewer runs than this drives a list (see below).
-_FEW_RUNS = 1000
-
-
-def _driving_search(session: Session | Connection, where: RunFilter) -> int | None:
-    """Which tag or metadata value of ``where`` SQLite should list from (its index in
-    ``where.search_run_ids()``), or None to go through the runs newest first.
-
-    SQLite keeps no statistics of single values, so it cannot weigh the two plans as Postgres
-    does: a rare tag found by probing the runs newest first probes every run, and a common
-    one read from its index has all its runs read and sorted. Counting the runs of each value, up to
-    ``_FEW_RUNS`` of them, decides: the rarest value with fewer runs drives (at most that
-    many runs read and sorted); when every value has more, the runs are probed newest first,
-    about ``limit * total / _FEW_RUNS`` of them at worst (unless the matches are all old).
-    """
-    driving, fewest = None, _FEW_RUNS
-    for index, run_ids in enumerate(where.search_run_ids()):
-        count = int(session.scalar(q.count_upto(run_ids, fewest)) or 0)
-        if count < fewest:
-            driving, fewest = index, count
-    return driving
-
-
-def _insert_search_rows(conn: Connection, runs: Iterable[Mapping[str, Any]]) -> None:
-    """Store the ``run_tags`` and ``run_metadata_values`` rows of new runs (their ``runs``
-    row values): one statement per table, and none for runs without tags or metadata."""
-    tags: list[dict[str, str]] = []
-    metadata: list[dict[str, str]] = []
-    for run in runs:
-        if run.get("tags") or run.get("run_metadata"):
-            run_tags, run_metadata = search_rows(run)
-            tags += run_tags
-            metadata += run_metadata
-    if tags:
-        conn.execute(q.INSERT_RUN_TAGS, tags)
-    if metadata:
-        conn.execute(q.INSERT_RUN_METADATA, metadata)
-
-
 def _table(entity: type[Base]) -> Table:
     return cast(Table, entity.__table__)
-
-
-def _event_row(run_id: str, seq: int, type_: str, data: EventData, now: datetime) -> dict[str, Any]:
-    return {"run_id": run_id, "seq": seq, "type": type_, "data": data, "created_at": now}
-
-
-def _terminal_data(
-    status: RunStatus,
-    now: datetime,
-    started_at: datetime | None,
-    output: dict[str, Any] | None,
-    error: dict[str, Any] | None,
-    interrupts: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """The data of a run's terminal event (``run_succeeded``, ``run_failed``, ...), or of
-    ``run_interrupted``, which names what the run waits for."""
-    if status == RunStatus.INTERRUPTED:
-        return {"status": status.value, "interrupted_at": now.isoformat(), "interrupts": interrupts}
-    data: dict[str, Any] = {"status": status.value, "finished_at": now.isoformat()}
-    if started_at is not None:
-        data["duration_ms"] = (now - started_at).total_seconds() * 1000
-    if status == RunStatus.SUCCEEDED:
-        data["output"] = output
-    elif error is not None:
-        data["error"] = error
-    return data
-
-
-def _claim_queued(
-    conn: Connection, run_ids: list[str], owner_id: str, lease_seconds: float, now: datetime
-) -> list[tuple[Run, dict[str, Any]]]:
-    """Start those of ``run_ids`` that are queued (and within their queue deadline), in one
-    statement: each started run with its ``run_started`` event row (for the caller to insert).
-
-    A run with ``timeout_seconds`` gets its deadline at its first start, in the same
-    transaction; later starts (after a resume) keep it, so it counts from the first start.
-    """
-    lease = now + timedelta(seconds=lease_seconds)
-    params = {"run_ids": run_ids, "now": now, "owner_id": owner_id, "lease": lease}
-    started = []
-    deadlines = []
-    for row in conn.execute(q.CLAIM_QUEUED, params):
-        run = Run(**row._mapping)
-        if run.timeout_seconds is not None and run.deadline_at is None:
-            # Computed here rather than in SQL: date arithmetic differs between the dialects.
-            run.deadline_at = now + timedelta(seconds=run.timeout_seconds)
-            deadlines.append({"run_id": run.id, "deadline": run.deadline_at})
-        data = {"graph": run.graph, "started_at": now.isoformat()}
-        if run.deadline_at is not None:
-            data["deadline_at"] = run.deadline_at.isoformat()
-        started.append((run, _event_row(run.id, run.last_seq, "run_started", data, now)))
-    if deadlines:
-        conn.execute(q.SET_DEADLINE, deadlines)
-    return started
 
 
 def _overdue_error(row: Any, now: datetime) -> RunError:
@@ -776,11 +491,3 @@ def _overdue_error(row: Any, now: datetime) -> RunError:
     if row.status == RunStatus.QUEUED and queue_deadline is not None and queue_deadline <= now:
         return RunError.queue_deadline_passed(row.queue_timeout_seconds, queue_deadline)
     return RunError.deadline_passed(row.timeout_seconds, row.deadline_at)
-
-
-def _group_claims(claims: Sequence[RunClaim]) -> dict[tuple[str, float], list[str]]:
-    """Claims by (owner, lease): each group is one statement."""
-    groups: dict[tuple[str, float], list[str]] = {}
-    for claim in claims:
-        groups.setdefault((claim.owner_id, claim.lease_seconds), []).append(claim.run_id)
-    return groups
