@@ -26,6 +26,7 @@ from service.errors import (
 from service.storage import notices
 from service.storage import queries as q
 from service.storage.records import SETTLED, NodeRunStatus, RunStatus
+from service.storage.search import insert_search_rows
 from service.storage.tables import NODE_COLUMNS, NodeRun, Run, new_run_values
 
 __all__ = ["Owner", "fork", "resume", "retry"]
@@ -223,8 +224,8 @@ def fork(
     replay; it and everything after it run again.
 
     The fork records ``graph_version`` (the graph's version loaded now: forking is a choice to
-    go on with it) and takes the source's ``timeout_seconds`` and ``queue_timeout_seconds``,
-    counted afresh.
+    go on with it), takes the source's ``metadata`` and ``tags``, and its ``timeout_seconds``
+    and ``queue_timeout_seconds``, counted afresh.
 
     Raises:
         RunNotFoundError: no such source run.
@@ -254,12 +255,15 @@ def fork(
         owner_id=owner.owner_id,
         lease_seconds=owner.lease_seconds,
         graph_version=graph_version,
+        run_metadata=source["run_metadata"],
+        tags=source["tags"],
         timeout_seconds=source["timeout_seconds"],
         queue_timeout_seconds=source["queue_timeout_seconds"],
     )
     seq = source["last_seq"] + 1  # past every copied node run's seqs
     values["last_seq"] = seq
     conn.execute(q.INSERT_RUN, values)
+    insert_search_rows(conn, [values])  # found by the same tags and metadata as its source
     reused = select(
         *[literal(new_id) if c == "run_id" else _node_runs.c[c] for c in NODE_COLUMNS]
     ).where(_node_runs.c.run_id == source_id, _node_runs.c.status == NodeRunStatus.SUCCEEDED)

@@ -20,6 +20,7 @@ from service.errors import (
 from service.runtime.registry import discover
 from service.runtime.runner import RunManager
 from service.storage.continuations import NO_VALUE, Owner
+from service.storage.filters import RunFilter
 from service.storage.sql import SqlRunStore
 from service.storage.tables import Run
 from tests.conftest import make_settings
@@ -211,6 +212,34 @@ def test_fork_reuses_the_node_runs_completed_before_its_node_run(
     ]
     assert ran == TEN_STEPS[4:]
     assert _event_types(store, new_id)[:2] == ["run_forked", "run_started"]
+
+
+def test_a_fork_carries_its_sources_tags_and_metadata_and_is_found_by_them(
+    store: SqlRunStore, manager: RunManager, tmp_path: Path
+) -> None:
+    flag = tmp_path / "absent"
+    run, _ = store.create_run(
+        run_id=str(uuid.uuid4()),
+        graph="ten_steps",
+        input={"tag": "a", "fail_flag": str(flag)},
+        max_concurrent=None,
+        idempotency_key=None,
+        owner_id=manager.owner_id,
+        lease_seconds=30,
+        run_metadata={"customer": "acme", "tier": 2},
+        tags=["nightly", "billing"],
+    )
+    manager.execute(run.id)
+    n05 = next(r.activation_id for r in store.node_runs(run.id) if r.node == "n05")
+    forked = store.fork_run(
+        run.id, n05, {"tag": "b", "fail_flag": str(flag)}, str(uuid.uuid4()), _owner(manager)
+    )
+    assert forked.tags == ["nightly", "billing"]
+    assert forked.run_metadata == {"customer": "acme", "tier": 2}
+    by_tags = store.list_runs(RunFilter(tags=["billing", "nightly"]), limit=10)
+    by_metadata = store.list_runs(RunFilter(metadata={"customer": "acme"}), limit=10)
+    for found in (by_tags, by_metadata):
+        assert {r.id for r in found} == {run.id, forked.id}
 
 
 def test_the_outbox_gets_a_delivery_when_a_run_with_a_webhook_pauses_and_ends(
