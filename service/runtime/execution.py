@@ -57,6 +57,12 @@ class Execution:
     run: Run | None = None
     rows: dict[str, dict[str, Any]] | None = None
 
+    def disown(self, run_id: str, why: str) -> None:
+        """Stop the run without writing to it again: another process resumes it."""
+        log.warning("run %s: %s; stopping it", run_id, why, extra={"run_id": run_id})
+        self.disowned = True
+        self.cancel.set()
+
     def expire(self, deadline: bool) -> None:
         """Stop the run at its deadline (``deadline``) or at GRAPHFLOW_MAX_RUN_SECONDS."""
         if deadline:
@@ -103,13 +109,7 @@ class RunExecutor:
         earlier = self.store.prior_attempts(run_id) if run.last_seq > 1 else {}
 
         def lost() -> None:
-            log.warning(
-                "run %s was taken over by another process; stopping it",
-                run_id,
-                extra={"run_id": run_id},
-            )
-            ex.disowned = True
-            ex.cancel.set()
+            ex.disown(run_id, "another process took it over")
 
         def failed(exc: BaseException) -> None:
             ex.storage_error = exc

@@ -346,13 +346,7 @@ class RunManager:
                 current = self.store.get_run(run_id)
                 if current is None or current.owner_id in (None, self.owner_id):
                     continue
-                log.warning(
-                    "lost the lease of run %s to another process; stopping it",
-                    run_id,
-                    extra={"run_id": run_id},
-                )
-                ex.disowned = True
-                ex.cancel.set()
+                ex.disown(run_id, "its lease was lost to another process")
             elif run_id in renewal.cancel_requested:
                 ex.by_user = True
                 ex.cancel.set()
