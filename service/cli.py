@@ -3,12 +3,14 @@ graphs, migrate and vacuum the database."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import threading
 import time
-from typing import Annotated, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -20,6 +22,9 @@ from graphflow_core import EventKind, NodeEvent
 from service.runtime.registry import RegisteredWorkflow, discover
 from service.settings import Role, Settings
 from service.storage.records import RunError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 app = typer.Typer(
     help="GraphFlow: run graphs locally or serve them over HTTP.", no_args_is_help=True
@@ -123,17 +128,25 @@ def health(
     console.print(f"healthy: last lease renewal {age:.1f} s ago")
 
 
-@app.command()
-def migrate() -> None:
-    """Bring the database (GRAPHFLOW_DATABASE_URL) to the latest schema, then exit."""
-    from service.storage.migrations import upgrade
+@contextlib.contextmanager
+def _write_engine() -> Iterator[Engine]:
+    """The write engine of GRAPHFLOW_DATABASE_URL, for a one-off command; closed after."""
     from service.storage.sql import SqlRunStore
 
     store = SqlRunStore(_settings(Role.ALL).database_url, pool_size=1)
     try:
-        upgrade(store.write_engine)
+        yield store.write_engine
     finally:
         store.close()
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database (GRAPHFLOW_DATABASE_URL) to the latest schema, then exit."""
+    from service.storage.migrations import upgrade
+
+    with _write_engine() as engine:
+        upgrade(engine)
     console.print("database is at the latest schema")
 
 
@@ -143,13 +156,9 @@ def vacuum() -> None:
     (it also turns on incremental auto-vacuum for files created before GraphFlow set it),
     VACUUM (ANALYZE) on Postgres. Writes wait while it runs: use a quiet moment."""
     from service.storage.retention import vacuum as vacuum_database
-    from service.storage.sql import SqlRunStore
 
-    store = SqlRunStore(_settings(Role.ALL).database_url, pool_size=1)
-    try:
-        vacuum_database(store.write_engine)
-    finally:
-        store.close()
+    with _write_engine() as engine:
+        vacuum_database(engine)
     console.print("database vacuumed")
 
 

@@ -30,12 +30,37 @@ from service.storage.tables import (
     utcnow,
 )
 
-__all__ = ["CHILD_TABLES", "rows_of", "seed_runs"]
+__all__ = ["CHILD_TABLES", "create_run", "queued_run_values", "rows_of", "seed_runs"]
 
 # Every table with a row per run (or several), by its run id column.
 CHILD_TABLES = tuple(
     cast(Table, t.__table__) for t in (NodeRun, RunEvent, WebhookDelivery, RunTag, RunMetadata)
 )
+
+
+def queued_run_values(run_id: str | None = None, **changes: Any) -> dict[str, Any]:
+    """The ``runs`` row of a queued run of graph ``g`` with an empty input, held by owner
+    ``me``: the run most store tests need, ``changes`` aside."""
+    return new_run_values(**_queued(run_id, changes))
+
+
+def create_run(store: SqlRunStore, run_id: str | None = None, **changes: Any) -> Run:
+    """Store the run ``queued_run_values`` describes through ``store.create_run``."""
+    run, _ = store.create_run(**_queued(run_id, changes))
+    return run
+
+
+def _queued(run_id: str | None, changes: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "run_id": run_id or str(uuid.uuid4()),
+        "graph": "g",
+        "input": {},
+        "max_concurrent": None,
+        "idempotency_key": None,
+        "owner_id": "me",
+        "lease_seconds": 30,
+        **changes,
+    }
 
 
 def seed_runs(

@@ -9,7 +9,6 @@ is sent again meaning it.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Sequence
 
@@ -56,21 +55,6 @@ def delete_run(retention: RunRetention, run_id: uuid.UUID | str) -> None:
     raise ConflictError(f"run {rid} changed while it was being deleted; try again")
 
 
-class _Draining:
-    """Set once ``runner`` drains for shutdown (a ``retention.Stop``): a purge then ends
-    between two batches, rather than hold the server's exit until it is done."""
-
-    def __init__(self, runner: RunManager) -> None:
-        self.runner = runner
-
-    def is_set(self) -> bool:
-        return not self.runner.accepting
-
-    def wait(self, timeout: float | None = None) -> bool:
-        time.sleep(timeout or 0.0)
-        return self.is_set()
-
-
 def purge_runs(retention: RunRetention, runner: RunManager, body: PurgeRequest) -> RunCount:
     """Delete the finished runs that match ``body`` (with ``dry_run``, count them); on SQLite,
     give the freed space back to the file system afterwards. A purge cut short by the
@@ -84,10 +68,10 @@ def purge_runs(retention: RunRetention, runner: RunManager, body: PurgeRequest) 
     )
     if body.dry_run:
         return RunCount(count=retention.count(run_filter))
-    stop = _Draining(runner)
-    deleted = retention.purge(run_filter, stop)
+    # A shutdown ends the purge between two batches rather than wait for all of it.
+    deleted = retention.purge(run_filter, runner.stopping)
     if deleted:
-        freed = retention.reclaim_space(stop)
+        freed = retention.reclaim_space(runner.stopping)
         log.info("purge: deleted %d runs (%s); %d pages freed", deleted, run_filter, freed)
     return RunCount(count=deleted)
 

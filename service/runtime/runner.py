@@ -144,6 +144,11 @@ class RunManager:
         return not self._stopping.is_set()
 
     @property
+    def stopping(self) -> threading.Event:
+        """Set once shutdown began: long work on the runner's behalf (a purge) ends on it."""
+        return self._stopping
+
+    @property
     def executes(self) -> bool:
         """Whether this process executes runs (not ``graphflow api``)."""
         return self.settings.role.executes

@@ -24,10 +24,10 @@ created with ``auto_vacuum=INCREMENTAL`` (``service.storage.engine``; older file
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Protocol
 
 from sqlalchemy import ColumnElement, Engine, String, delete, func, select, type_coerce
 
@@ -37,7 +37,7 @@ from service.storage.records import TERMINAL, RunStatus
 from service.storage.sql import SqlRunStore
 from service.storage.tables import Run
 
-__all__ = ["RunRetention", "Stop", "cancellable_runs", "vacuum"]
+__all__ = ["RunRetention", "cancellable_runs", "vacuum"]
 
 BATCH_RUNS = 500  # runs per transaction, at most
 FIRST_BATCH_RUNS = 50  # the first batch's size: each next one is fitted to how long one took
@@ -57,13 +57,6 @@ _RETENTION_LOCK = 0x6766_7265_7465_6E
 # picks the status index for it: SQLite, which keeps no statistics, would otherwise walk it
 # through every finished run to delete a batch of ten runs by id.
 _FINISHED = type_coerce(Run.status, String()).concat("").in_([s.value for s in TERMINAL])
-
-
-class Stop(Protocol):
-    """What ends a purge or a sweep between two batches: a ``threading.Event`` or alike."""
-
-    def is_set(self) -> bool: ...
-    def wait(self, timeout: float | None = None) -> bool: ...
 
 
 class RunRetention:
@@ -120,7 +113,7 @@ class RunRetention:
         with self.store.read_engine.connect() as conn:
             return int(conn.scalar(stmt) or 0)
 
-    def purge(self, run_filter: RunFilter, stop: Stop | None = None) -> int:
+    def purge(self, run_filter: RunFilter, stop: threading.Event | None = None) -> int:
         """Delete the finished runs matching ``run_filter`` (its statuses other than finished
         ones match nothing), a page at a time, until none is left or ``stop`` is set; return
         how many were deleted."""
@@ -130,12 +123,12 @@ class RunRetention:
         """Ids of up to ``limit`` runs that finished before ``before``, in no set order."""
         return self._page(Run.finished_at < before, limit)
 
-    def sweep(self, before: datetime, stop: Stop | None = None) -> int:
+    def sweep(self, before: datetime, stop: threading.Event | None = None) -> int:
         """Delete every run that finished before ``before`` (the retention period's start),
         a page at a time, until none is left or ``stop`` is set; return how many."""
         return self._delete_pages(Run.finished_at < before, stop)
 
-    def reclaim_space(self, stop: Stop | None = None) -> int:
+    def reclaim_space(self, stop: threading.Event | None = None) -> int:
         """On SQLite, give the file's free pages back to the file system, ``VACUUM_PAGES`` per
         transaction; return how many. 0 on Postgres, and on a SQLite file created without
         incremental auto-vacuum (``vacuum`` converts it)."""
@@ -185,7 +178,7 @@ class RunRetention:
         with self.store.read_engine.connect() as conn:
             return list(conn.scalars(stmt))
 
-    def _delete_pages(self, condition: ColumnElement[bool], stop: Stop | None) -> int:
+    def _delete_pages(self, condition: ColumnElement[bool], stop: threading.Event | None) -> int:
         """Delete the finished runs matching ``condition``, batch after batch (see the
         module). The next page is read, and the WAL copied back, during the pause."""
         deleted, size, due = 0, min(self.batch_runs, FIRST_BATCH_RUNS), 0.0
@@ -252,7 +245,7 @@ def vacuum(engine: Engine) -> None:
         driver.execute("VACUUM")
 
 
-def _pause(stop: Stop | None, seconds: float) -> bool:
+def _pause(stop: threading.Event | None, seconds: float) -> bool:
     """Sleep ``seconds`` (none if not positive); True when ``stop`` is set."""
     if stop is None:
         time.sleep(max(0.0, seconds))

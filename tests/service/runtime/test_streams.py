@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +13,7 @@ from service.storage.migrations import upgrade
 from service.storage.records import NodeEventWrite, NodeRunStatus
 from service.storage.sql import SqlRunStore
 from service.storage.tables import utcnow
+from tests.seeding import create_run
 
 
 @pytest.fixture
@@ -25,16 +25,7 @@ def store(sqlite_url: str) -> Iterator[SqlRunStore]:
 
 
 def _run(store: SqlRunStore) -> str:
-    run, _ = store.create_run(
-        run_id=str(uuid.uuid4()),
-        graph="g",
-        input={},
-        max_concurrent=None,
-        idempotency_key=None,
-        owner_id="me",
-        lease_seconds=30,
-    )
-    return run.id
+    return create_run(store).id
 
 
 def test_notify_from_another_thread_wakes_the_subscriber() -> None:

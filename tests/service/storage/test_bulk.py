@@ -14,21 +14,14 @@ from service.storage.bulk import BulkInsert
 from service.storage.records import EncodedJSON, NodeRunStatus
 from service.storage.sql import SqlRunStore
 from service.storage.tables import EVENT_COLUMNS, NODE_COLUMNS, NodeRun, RunEvent
+from tests.seeding import create_run
 
 NODE_TABLE: Table = NodeRun.__table__  # type: ignore[assignment]
 EVENT_TABLE: Table = RunEvent.__table__  # type: ignore[assignment]
 
 
 def _run(store: SqlRunStore, run_id: str) -> None:
-    store.create_run(
-        run_id=run_id,
-        graph="g",
-        input={},
-        max_concurrent=None,
-        idempotency_key=None,
-        owner_id="me",
-        lease_seconds=30,
-    )
+    create_run(store, run_id)
 
 
 def _node_row(run_id: str, activation_id: str, **changes: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -19,22 +18,10 @@ from service.storage.records import (
     storage_failure,
 )
 from service.storage.sql import SqlRunStore
-from service.storage.tables import new_run_values
+from tests.seeding import create_run, queued_run_values
 
 # Nothing listens on port 1: every connection is refused, as while Postgres restarts.
 UNREACHABLE = "postgresql+psycopg://postgres@127.0.0.1:1/test?connect_timeout=2"
-
-
-def _values() -> dict[str, object]:
-    return new_run_values(
-        run_id=str(uuid.uuid4()),
-        graph="g",
-        input={},
-        max_concurrent=None,
-        idempotency_key=None,
-        owner_id="me",
-        lease_seconds=30,
-    )
 
 
 def test_a_refused_postgres_connection_is_an_outage() -> None:
@@ -55,15 +42,7 @@ def test_a_read_only_sqlite_file_is_an_outage_that_names_it(tmp_path: Path) -> N
     store = SqlRunStore(f"sqlite:///file:{path}?mode=ro&uri=true", pool_size=1)
     try:
         with pytest.raises(SQLAlchemyError) as refused:
-            store.create_run(
-                run_id=str(uuid.uuid4()),
-                graph="g",
-                input={},
-                max_concurrent=None,
-                idempotency_key=None,
-                owner_id="me",
-                lease_seconds=30,
-            )
+            create_run(store)
         # It passes once the file is writable again, as a full disk once space is freed.
         outage = database_outage(refused.value)
         assert outage is not None and outage is storage_failure(refused.value)
@@ -79,7 +58,7 @@ def test_in_an_outage_creates_fail_at_once_and_run_events_are_kept_not_failed() 
     writer = JournalWriter(store, lambda changed, ended, events: None)
     writer.start()
     try:
-        created = writer.create(_values())
+        created = writer.create(queued_run_values())
         with pytest.raises(DatabaseUnavailableError):
             created.result(timeout=10)
         failed_runs: list[BaseException] = []
@@ -90,7 +69,7 @@ def test_in_an_outage_creates_fail_at_once_and_run_events_are_kept_not_failed() 
             assert time.monotonic() < deadline
             time.sleep(0.01)
         with pytest.raises(DatabaseUnavailableError):
-            writer.create(_values()).result(timeout=1)  # refused without queueing
+            writer.create(queued_run_values()).result(timeout=1)  # refused without queueing
         assert not ended.done() and failed_runs == []  # kept, retried: the run is not failed
     finally:
         writer.stop(timeout=10)
